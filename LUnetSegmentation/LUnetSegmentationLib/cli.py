@@ -1,0 +1,97 @@
+"""Command line: `python -m LUnetSegmentationLib train | evaluate | segment ...` (no Qt, no Slicer app)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _train(args) -> int:
+    from .train import load_config, train
+
+    config = load_config(args.config)
+    if args.epochs:
+        config.epochs = args.epochs
+    if args.time_budget:
+        config.time_budget_minutes = args.time_budget
+    summary = train(args.data, config, args.out, device=args.device, quiet=args.quiet)
+    best = summary["best"]
+    print(
+        f"trained {summary['parameters']} parameters on {summary['train_cases']} cases in {summary['seconds']:.0f} s "
+        f"({summary['device']}); best validation mean Dice {best['mean_dice']:.4f} at epoch {best.get('epoch')}; "
+        f"weights in {args.out}/best.pt"
+    )
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate
+
+    mirror = None if args.mirror is None else args.mirror == "on"
+    evaluate(args.data, model=args.model, case_ids=args.cases, device=args.device, mirror=mirror, out=args.out)
+    return 0
+
+
+def _segment(args) -> int:
+    from .api import segmentFiles
+
+    rows = segmentFiles(
+        args.inputs, args.out, model=args.model, device=args.device, labelmap=args.labelmap, showProgress=not args.quiet
+    )
+    failed = [row for row in rows if row.get("status") != "ok"]
+    for row in failed:
+        print(f"FAILED {row.get('input')}: {row.get('error')}", file=sys.stderr)
+    print(f"{len(rows) - len(failed)} of {len(rows)} case(s) segmented; summary in {args.out}/summary.csv")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m LUnetSegmentationLib", description=__doc__)
+    parser.add_argument("--verbose", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a network on a Decathlon-format dataset")
+    train.add_argument("--data", required=True, help="Decathlon folder, release .tar, or a preprocessed cache .npz")
+    train.add_argument("--config", default="hippocampus_lunet", help="JSON config file, or a name in configs/")
+    train.add_argument("--out", required=True, help="output folder (checkpoints; an existing run is resumed)")
+    train.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    train.add_argument("--epochs", type=int, default=0, help="override the config's epochs")
+    train.add_argument("--time-budget", type=float, default=0.0, help="minutes: shorten the schedule to fit")
+    train.add_argument("--quiet", action="store_true")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="Dice and HD95 per label on a labelled Decathlon folder")
+    evaluate.add_argument("--data", required=True, help="folder with imagesTr/ and labelsTr/ (dataset.json optional)")
+    evaluate.add_argument("--model", default=None, help="shipped model id, card .json or training folder (default: shipped hippocampus model)")
+    evaluate.add_argument("--cases", nargs="*", default=None, help="case ids to evaluate (default: all)")
+    evaluate.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    evaluate.add_argument("--mirror", choices=["on", "off"], default=None, help="test-time mirroring (default: the model card's)")
+    evaluate.add_argument("--out", default="results.json", help="JSON results file")
+    evaluate.set_defaults(run=_evaluate)
+
+    segment = commands.add_parser("segment", help="segment MRI files (NIfTI, NRRD, .mgz) into DIR/<case>.seg.nrrd")
+    segment.add_argument("inputs", nargs="+", help="input volumes")
+    segment.add_argument("--out", required=True, help="output folder")
+    segment.add_argument("--labelmap", action="store_true", help="also write DIR/<case>.nii.gz with the label values")
+    segment.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    segment.add_argument("--model", default=None)
+    segment.add_argument("--quiet", action="store_true")
+    segment.set_defaults(run=_segment)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from .preprocess import InputError
+    from .weights import WeightsError
+
+    try:
+        return args.run(args)
+    except (InputError, WeightsError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

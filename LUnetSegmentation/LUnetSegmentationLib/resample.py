@@ -1,0 +1,112 @@
+"""Geometry: move images onto the network's grid and labels back (SimpleITK).
+
+The network was trained on axis-aligned grids with one fixed direction and spacing. Any input
+(oblique, LPS or RAS stored, permuted axes, other voxel sizes) is resampled onto such a grid
+that covers the same physical box, and results go back onto the input's own grid, so labels
+land on the right voxels in physical (RAS) space whatever the input's storage.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import SimpleITK as sitk
+
+from .preprocess import PreprocessingConfig
+
+
+def _direction(config: PreprocessingConfig) -> np.ndarray:
+    return np.asarray(config.direction, dtype=float).reshape(3, 3)
+
+
+def physical_corners(image: sitk.Image, index_box: tuple[list[int], list[int]] | None = None) -> np.ndarray:
+    """The 8 corners (LPS mm) of the image or of an index box [start, stop) inside it."""
+    start, stop = index_box if index_box else ([0, 0, 0], list(image.GetSize()))
+    corners = []
+    for choice in itertools.product(*[(a - 0.5, b - 0.5) for a, b in zip(start, stop)]):
+        corners.append(image.TransformContinuousIndexToPhysicalPoint([float(c) for c in choice]))
+    return np.array(corners)
+
+
+def is_on_model_grid(image: sitk.Image, config: PreprocessingConfig, tolerance: float = 1e-3) -> bool:
+    return bool(
+        np.allclose(image.GetSpacing(), config.spacing, atol=tolerance)
+        and np.allclose(np.reshape(image.GetDirection(), (3, 3)), _direction(config), atol=tolerance)
+    )
+
+
+def model_grid_for_box(corners_lps: np.ndarray, config: PreprocessingConfig) -> sitk.Image:
+    """An empty image on the model's direction and spacing that covers the given points."""
+    direction = _direction(config)
+    spacing = np.asarray(config.spacing, dtype=float)
+    # Coordinates of the corners along the model grid's axes.
+    local = corners_lps @ direction  # row p -> D^T p
+    low, high = local.min(axis=0), local.max(axis=0)
+    size = np.maximum(np.ceil((high - low) / spacing - 1e-6).astype(int), 1)
+    # Voxel centres start half a voxel inside the box.
+    origin = direction @ (low + spacing / 2)
+    grid = sitk.Image([int(s) for s in size], sitk.sitkFloat32)
+    grid.SetSpacing(spacing.tolist())
+    grid.SetDirection(direction.flatten().tolist())
+    grid.SetOrigin(origin.tolist())
+    return grid
+
+
+def to_model_grid(image: sitk.Image, config: PreprocessingConfig, index_box=None) -> sitk.Image:
+    """Resample (linear) the image, or an index box of it, onto the model's grid.
+
+    An image already on the model's grid is cropped, never interpolated.
+    """
+    image = sitk.Cast(image, sitk.sitkFloat32)
+    if is_on_model_grid(image, config):
+        if index_box is None:
+            return image
+        start, stop = index_box
+        return sitk.RegionOfInterest(image, [int(b - a) for a, b in zip(start, stop)], [int(a) for a in start])
+    reference = model_grid_for_box(physical_corners(image, index_box), config)
+    return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+
+
+def probabilities_to_input_grid(probabilities: np.ndarray, model_grid: sitk.Image, target: sitk.Image) -> np.ndarray:
+    """Map per-class probabilities (C, z, y, x on the model grid) onto the target grid and
+    take the arg-max there; voxels outside the model grid become background (0).
+
+    Interpolating probabilities rather than labels gives smooth boundaries when the target
+    grid is finer or rotated.
+    """
+    num_classes = probabilities.shape[0]
+    if (
+        is_on_model_grid(target, _config_of(model_grid))
+        and np.allclose(np.asarray(target.GetOrigin()) - model_grid.GetOrigin(), np.round(np.asarray(target.GetOrigin()) - model_grid.GetOrigin()), atol=1e-3)
+    ):
+        # Same lattice: paste without interpolation.
+        offset = np.round(
+            np.asarray(target.TransformPhysicalPointToContinuousIndex(model_grid.GetOrigin()))
+        ).astype(int)
+        out = np.zeros(target.GetSize()[::-1], dtype=np.uint8)
+        labels = probabilities.argmax(axis=0).astype(np.uint8)
+        src = [slice(max(0, -o), min(n, t - o)) for o, n, t in zip(offset[::-1], labels.shape, out.shape)]
+        dst = [slice(max(0, o), max(0, o) + (s.stop - s.start)) for o, s in zip(offset[::-1], src)]
+        if all(s.stop > s.start for s in src):
+            out[tuple(dst)] = labels[tuple(src)]
+        return out
+    best = None
+    best_value = None
+    for label in range(num_classes):
+        channel = sitk.GetImageFromArray(probabilities[label].astype(np.float32))
+        channel.CopyInformation(model_grid)
+        default = 1.0 if label == 0 else 0.0
+        resampled = sitk.GetArrayFromImage(
+            sitk.Resample(channel, target, sitk.Transform(), sitk.sitkLinear, default, sitk.sitkFloat32)
+        )
+        if best is None:
+            best, best_value = np.zeros(resampled.shape, dtype=np.uint8), resampled
+        else:
+            better = resampled > best_value
+            best[better] = label
+            best_value = np.where(better, resampled, best_value)
+    return best
+
+
+def _config_of(image: sitk.Image) -> PreprocessingConfig:
+    return PreprocessingConfig(spacing=list(image.GetSpacing()), direction=list(image.GetDirection()))

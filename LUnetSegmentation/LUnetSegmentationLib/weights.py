@@ -1,0 +1,123 @@
+"""Model cards and weights: find, verify (SHA-256) and load. Depends on torch and json only.
+
+A model is a JSON card `<id>.json` beside its weights file. Weights are a plain state dict of
+tensors read with `torch.load(weights_only=True)`: nothing in a weights file is ever unpickled
+as an arbitrary object.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
+DEFAULT_MODEL = "hippocampus-lunet"
+
+
+class WeightsError(RuntimeError):
+    """The model's card or weights are missing or damaged."""
+
+
+def sha256sum(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class ModelCard:
+    path: Path  # the card's JSON file
+    data: dict
+
+    @property
+    def model_id(self) -> str:
+        return self.data["id"]
+
+    @property
+    def version(self) -> str:
+        return str(self.data.get("version", "0"))
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path.parent / self.data["weights"]["file"]
+
+    @property
+    def weights_sha256(self) -> str:
+        return self.data["weights"]["sha256"]
+
+    @property
+    def labels(self) -> list[dict]:
+        """[{"value": 1, "name": ..., "color": [r, g, b], ...}, ...] without background."""
+        return self.data["labels"]
+
+    @property
+    def description(self) -> str:
+        return self.data.get("description", "")
+
+
+def available_models(models_dir: Path = MODELS_DIR) -> list[ModelCard]:
+    cards = []
+    for path in sorted(Path(models_dir).glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if "weights" in data and "id" in data:
+            cards.append(ModelCard(path, data))
+    return cards
+
+
+def find_model(model: str | Path | None = None, models_dir: Path = MODELS_DIR) -> ModelCard:
+    """A model by id (shipped models), or by path to a card JSON or a training output folder."""
+    model = model or DEFAULT_MODEL
+    candidate = Path(model)
+    if candidate.is_dir():
+        candidate = candidate / "card.json"
+    if candidate.suffix == ".json" and candidate.is_file():
+        try:
+            return ModelCard(candidate, json.loads(candidate.read_text()))
+        except ValueError as error:
+            raise WeightsError(f"The model card {candidate} is not valid JSON ({error}). Restore it from the extension.") from error
+    for card in available_models(models_dir):
+        if card.model_id == str(model):
+            return card
+    known = ", ".join(c.model_id for c in available_models(models_dir)) or "none"
+    raise WeightsError(f"No model {str(model)!r}: give a shipped model id ({known}), a card .json or a training output folder.")
+
+
+def load_state_dict(card: ModelCard, verify: bool = True) -> dict:
+    import torch
+
+    path = card.weights_path
+    if not path.is_file():
+        raise WeightsError(
+            f"The weights file {path} of model {card.model_id!r} is missing. Reinstall the "
+            "extension (or restore the file) to get it back."
+        )
+    if verify:
+        actual = sha256sum(path)
+        if actual != card.weights_sha256:
+            raise WeightsError(
+                f"The weights file {path} is corrupt or truncated: its SHA-256 is {actual[:12]}..., "
+                f"the model card expects {card.weights_sha256[:12]}.... Reinstall the extension "
+                "(or restore the file) to get intact weights."
+            )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for damaged files
+        raise WeightsError(f"The weights file {path} cannot be read ({error}). Reinstall the extension.") from error
+
+
+def load_network(card: ModelCard, device: str = "cpu", verify: bool = True):
+    """The network of a card, weights loaded, in eval mode on `device`."""
+    from .model import build_network
+
+    network = build_network(card.data["network"])
+    try:
+        network.load_state_dict(load_state_dict(card, verify))
+    except RuntimeError as error:
+        raise WeightsError(f"The weights of {card.model_id!r} do not fit its network description: {error}") from error
+    return network.to(device).eval()

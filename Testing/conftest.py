@@ -1,0 +1,27 @@
+"""Shared fixtures. Real data comes from ../shared/data (tests that need it skip, saying why,
+when it is absent); MRML tests use a real headless slicer-core scene, never fakes."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("LUNET_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def hippocampus_dir() -> Path:
+    path = DATA / "Task04_Hippocampus"
+    if not (path / "imagesTr").is_dir():
+        pytest.skip(f"Decathlon hippocampus data not found at {path} (set LUNET_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def wholebrain_dir() -> Path:
+    path = DATA / "wholebrain"
+    if not path.is_dir():
+        pytest.skip(f"whole-brain data not found at {path} (set LUNET_DATA)")
+    return path
