@@ -58,6 +58,6 @@ def normalize_intensity(array: np.ndarray, config: PreprocessingConfig) -> np.nd
             "The volume is constant (all voxels about equal to "
             f"{float(low):g}), so there is nothing to segment. Check that the right volume is selected."
         )
-    data = np.clip(data, low, high)
+    data = np.clip(data, np.float32(low), np.float32(high))
     mean, std = float(data.mean()), float(data.std())
-    return (data - mean) / max(std, 1e-6)
+    return ((data - mean) / max(std, 1e-6)).astype(np.float32, copy=False)
