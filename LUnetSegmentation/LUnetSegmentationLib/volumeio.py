@@ -1,0 +1,67 @@
+"""Read MRI files into SimpleITK images with their geometry; write labelmaps (no Slicer).
+
+NIfTI, NRRD, MHA/MHD go through SimpleITK. FreeSurfer .mgz/.mgh go through nibabel (pip's
+SimpleITK has no MGH reader): its voxel-to-RAS affine is turned into ITK's LPS origin,
+spacing and direction, and the voxel array into ITK's z, y, x order.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .preprocess import InputError
+
+SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".mgz", ".mgh")
+RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+def case_name(path: str | Path) -> str:
+    """'dir/sub-01_T1w.nii.gz' -> 'sub-01_T1w'."""
+    name = Path(path).name
+    for suffix in SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def _read_mgh(path: Path) -> sitk.Image:
+    import nibabel
+
+    loaded = nibabel.load(str(path))
+    data = np.asanyarray(loaded.dataobj)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise InputError(f"{path.name} has {data.ndim} dimensions {data.shape}; the model needs one 3D volume.")
+    affine = np.asarray(loaded.affine, dtype=float)
+    lps = RAS_TO_LPS @ affine[:3, :3]
+    spacing = np.linalg.norm(lps, axis=0)
+    # nibabel indexes (i, j, k); ITK arrays are (k, j, i).
+    image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((lps / spacing).flatten().tolist())
+    image.SetOrigin((RAS_TO_LPS @ affine[:3, 3]).tolist())
+    return image
+
+
+def readImage(path: str | Path) -> sitk.Image:
+    """An MRI file as a SimpleITK image; a clear error when the file is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No such file: {path}")
+    try:
+        if path.name.lower().endswith((".mgz", ".mgh")):
+            return _read_mgh(path)
+        return sitk.ReadImage(str(path))
+    except InputError:
+        raise
+    except Exception as error:  # readers raise RuntimeError, EOFError, zlib errors...
+        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise InputError(f"Cannot read {path.name}: it is damaged or not a supported image ({first_line}).") from error
+
+
+def writeLabelmap(labels: sitk.Image, path: str | Path) -> None:
+    """Write a uint8 label image (NIfTI when the name ends in .nii/.nii.gz), compressed."""
+    sitk.WriteImage(sitk.Cast(labels, sitk.sitkUInt8), str(path), useCompression=True)
