@@ -1,0 +1,292 @@
+"""Find the left and right hippocampus in a whole-head or whole-brain T1 (SimpleITK + numpy).
+
+How: a fast affine registration of the scan to a small MNI-space T1 template (ICBM 2009a, 2 mm,
+committed under Resources/Templates, derived by scripts/make_template.py), then each
+hippocampus region, known in MNI coordinates, is mapped into the scan and returned as an index
+box [start, stop) of the scan. Everything happens in physical space, so the scan may be stored
+in any orientation (LPS, RAS, LIA, oblique) and left stays left.
+
+Registration is template (fixed) -> scan (moving): the metric samples the template's brain only
+(it is skull-stripped), so whole-head and skull-stripped scans both work. Mattes mutual
+information makes raw, normalised, uint8 or float64 intensities equivalent.
+
+A failed localization raises LocalizationError with a message, never a silent empty result:
+the affine must be plausible (no reflection, head-like scale, modest rotation), the aligned
+scan must correlate with the template inside the brain (a T1 of a head), and both boxes must
+lie inside the field of view.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .preprocess import InputError
+
+TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "Resources" / "Templates" / "mni_icbm152_2009a_t1_2mm.nii.gz"
+
+# Hippocampus centres in MNI space (RAS mm). Derived from data, not copied: the centroid of the
+# AAL atlas hippocampus labels (37 left, 38 right; Tzourio-Mazoyer et al. 2002) on the Colin27
+# T1, which is in MNI space (Holmes et al. 1998), computed with nibabel from mricron-data's
+# ch2.nii.gz / aal.nii.gz: left centroid (-26.0, -20.7, -10.1), bounding box x -39..-10,
+# y -40..0, z -27..12; right (28.2, -19.8, -10.3), x 10..42, y -41..0, z -27..12. AAL draws the
+# hippocampus coarsely (about twice FreeSurfer's volume, reaching up into the fornix at z > 0),
+# so its centroid sits a little high: we lower z by 2 mm towards the hippocampal body, which
+# agrees with FreeSurfer's hippocampus on fs_norm after registration (see
+# docs/results/wholebrain.json). The x of the two sides is averaged in magnitude because the
+# template is symmetric.
+HIPPOCAMPUS_MNI_RAS = {
+    "left": (-27.0, -20.5, -12.0),
+    "right": (27.0, -20.5, -12.0),
+}
+
+# Box around each centre, in the scan's physical mm (R-L, A-P, S-I). The model was trained on
+# Decathlon crops of about 36x50x36 mm with the hippocampus (about 22x38x26 mm) near their
+# centre; a few mm more on each side absorb affine registration error (about 2-4 mm) and
+# individual anatomy. Measured in docs/results/wholebrain.json (crop-size comparison).
+BOX_MM = (44.0, 60.0, 44.0)
+
+# Plausibility limits of the template -> scan affine (measured on the whole-brain cases: scales
+# 0.85-1.15, rotations under 25 degrees incl. the 20-degree test rotations).
+MIN_SCALE, MAX_SCALE = 0.6, 1.6
+MAX_ROTATION_DEGREES = 45.0
+# Pearson correlation of template and aligned scan inside the brain: T1 heads measure above
+# 0.6, noise and non-head images near 0 (see Testing/test_localize.py).
+MIN_CORRELATION = 0.35
+# A head is larger than this along at least two axes (mm); Decathlon crops are 31-59 mm.
+MIN_HEAD_EXTENT_MM = 100.0
+
+REGISTRATION_SPACING_MM = 2.0
+
+
+class LocalizationError(InputError):
+    """The hippocampi could not be found; the message says why and what to do."""
+
+
+@dataclass
+class Localization:
+    boxes: dict[str, tuple[list[int], list[int]]]  # side -> index box [start, stop) in the scan
+    centres_lps: dict[str, list[float]]  # side -> hippocampus centre, scan physical LPS mm
+    transform: sitk.Transform  # maps template (MNI, LPS) points to scan points
+    metric: float  # final Mattes MI (negative; lower is better)
+    correlation: float  # template vs aligned scan inside the brain
+    scales: list[float]  # singular values of the affine's linear part
+    rotation_degrees: float
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "boxes": {side: [list(map(int, b[0])), list(map(int, b[1]))] for side, b in self.boxes.items()},
+            "centres_ras": {side: [-c[0], -c[1], c[2]] for side, c in self.centres_lps.items()},
+            "metric": round(self.metric, 4),
+            "correlation": round(self.correlation, 3),
+            "scales": [round(s, 3) for s in self.scales],
+            "rotation_degrees": round(self.rotation_degrees, 1),
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def load_template() -> sitk.Image:
+    if not TEMPLATE_PATH.is_file():
+        raise LocalizationError(
+            f"The MNI template {TEMPLATE_PATH.name} is missing from {TEMPLATE_PATH.parent}; reinstall the extension."
+        )
+    return sitk.Cast(sitk.ReadImage(str(TEMPLATE_PATH)), sitk.sitkFloat32)
+
+
+def physical_extent_mm(image: sitk.Image) -> np.ndarray:
+    """Size of the image's field of view along its own axes (mm)."""
+    return np.asarray(image.GetSize(), dtype=float) * np.asarray(image.GetSpacing())
+
+
+def looks_like_crop(image: sitk.Image) -> bool:
+    """True for a crop around one hippocampus (fewer than two axes as large as a head)."""
+    return int(np.sum(physical_extent_mm(image) >= MIN_HEAD_EXTENT_MM)) < 2
+
+
+def _prepare_scan(image: sitk.Image) -> sitk.Image:
+    """Smooth and resample the scan to ~2 mm on its own axes, intensities robustly rescaled to
+    0..1, so registration costs the same for every input size and type."""
+    image = sitk.Cast(image, sitk.sitkFloat32)
+    spacing = np.asarray(image.GetSpacing())
+    target = np.maximum(spacing, REGISTRATION_SPACING_MM)
+    sigma = np.sqrt(np.maximum(target**2 - spacing**2, 0.0)) / 2.355  # FWHM of the coarser grid
+    if np.any(sigma > 0):
+        image = sitk.SmoothingRecursiveGaussian(image, [float(max(s, 1e-3)) for s in sigma])
+    size = np.maximum(np.round(np.asarray(image.GetSize()) * spacing / target), 1).astype(int)
+    reference = sitk.Image([int(s) for s in size], sitk.sitkFloat32)
+    reference.SetDirection(image.GetDirection())
+    reference.SetSpacing(target.tolist())
+    corner = np.asarray(image.TransformContinuousIndexToPhysicalPoint([-0.5] * 3))
+    direction = np.reshape(image.GetDirection(), (3, 3))
+    reference.SetOrigin((corner + direction @ (target / 2)).tolist())
+    small = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, 0.0)
+    array = sitk.GetArrayFromImage(small)
+    if not np.isfinite(array).all():
+        raise LocalizationError("The volume has NaN or infinite voxels; replace them before segmenting.")
+    low, high = np.percentile(array, [1.0, 99.5])
+    if not high > low:
+        raise LocalizationError(
+            "The volume is (almost) constant, so it cannot be a head MRI. Check that the right volume is selected."
+        )
+    array = np.clip((array - low) / (high - low), 0.0, 1.0).astype(np.float32)
+    out = sitk.GetImageFromArray(array)
+    out.CopyInformation(small)
+    return out
+
+
+def _foreground_centre(image: sitk.Image) -> np.ndarray:
+    """Centre of mass (LPS mm) of the Otsu foreground, i.e. of the head or brain."""
+    mask = sitk.OtsuThreshold(image, 0, 1)
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(mask)
+    if not stats.HasLabel(1):
+        raise LocalizationError("No foreground (head or brain) was found in the volume.")
+    return np.asarray(stats.GetCentroid(1))
+
+
+def _affine_parts(transform: sitk.Transform) -> tuple[np.ndarray, float, float]:
+    """Singular values, determinant and rotation angle (degrees) of the composite's linear part."""
+    matrix = np.eye(3)
+    for index in range(transform.GetNumberOfTransforms() if isinstance(transform, sitk.CompositeTransform) else 1):
+        part = transform.GetNthTransform(index) if isinstance(transform, sitk.CompositeTransform) else transform
+        if hasattr(part, "GetMatrix"):
+            matrix = np.reshape(part.GetMatrix(), (3, 3)) @ matrix
+    u, s, vt = np.linalg.svd(matrix)
+    rotation = u @ vt
+    angle = float(np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1))))
+    return s, float(np.linalg.det(matrix)), angle
+
+
+def _register(template: sitk.Image, mask: sitk.Image, scan: sitk.Image, initial: sitk.Transform,
+              transform: sitk.Transform, shrink: list[int], sigmas: list[float], iterations: int) -> tuple[sitk.Transform, float]:
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
+    method.SetMetricSamplingStrategy(method.RANDOM)
+    method.SetMetricSamplingPercentage(0.3, seed=1234)  # fixed seed: the same input gives the same boxes
+    method.SetMetricFixedMask(mask)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=4.0, minStep=0.05, numberOfIterations=iterations, relaxationFactor=0.6, gradientMagnitudeTolerance=1e-6
+    )
+    method.SetOptimizerScalesFromPhysicalShift()
+    method.SetShrinkFactorsPerLevel(shrink)
+    method.SetSmoothingSigmasPerLevel(sigmas)
+    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    method.SetMovingInitialTransform(initial)
+    method.SetInitialTransform(transform, inPlace=True)
+    method.Execute(template, scan)
+    return transform, float(method.GetMetricValue())
+
+
+def _correlation(template: sitk.Image, mask_array: np.ndarray, scan: sitk.Image, transform: sitk.Transform) -> tuple[float, float]:
+    """Pearson correlation template vs aligned scan inside the brain, and the fraction of the
+    brain that lies inside the scan's field of view."""
+    aligned = sitk.Resample(scan, template, transform, sitk.sitkLinear, -1.0)
+    values = sitk.GetArrayViewFromImage(aligned)[mask_array]
+    reference = sitk.GetArrayViewFromImage(template)[mask_array]
+    inside = values >= 0
+    fraction = float(inside.mean())
+    if inside.sum() < 100 or values[inside].std() < 1e-6:
+        return 0.0, fraction
+    return float(np.corrcoef(values[inside], reference[inside])[0, 1]), fraction
+
+
+def mni_to_lps(point_ras) -> np.ndarray:
+    x, y, z = point_ras
+    return np.array([-x, -y, z], dtype=float)
+
+
+def box_around(image: sitk.Image, centre_lps: np.ndarray, box_mm=BOX_MM) -> tuple[list[int], list[int]]:
+    """Index box [start, stop) of `image` covering an axis-aligned (LPS) physical box of size
+    box_mm around centre_lps, clipped to the image."""
+    half = np.asarray(box_mm, dtype=float) / 2
+    corners = [centre_lps + np.array([sx, sy, sz]) * half for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]
+    index = np.array([image.TransformPhysicalPointToContinuousIndex(c.tolist()) for c in corners])
+    start = np.floor(index.min(axis=0) + 0.5).astype(int)
+    stop = np.ceil(index.max(axis=0) + 0.5).astype(int)
+    size = np.asarray(image.GetSize())
+    return np.clip(start, 0, size).tolist(), np.clip(stop, 0, size).tolist()
+
+
+def localize(image: sitk.Image, box_mm=BOX_MM) -> Localization:
+    """Index boxes around the left and right hippocampus of a whole-head or whole-brain T1."""
+    started = time.time()
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise LocalizationError("Localization needs a 3D scalar (single-component) T1 volume.")
+    extent = physical_extent_mm(image)
+    if looks_like_crop(image):
+        raise LocalizationError(
+            "The volume covers only {} mm, too small to be a whole head or brain, so the hippocampi cannot be "
+            "localized in it. Segment it directly as a crop, or load the whole-head scan.".format("x".join(f"{e:.0f}" for e in extent))
+        )
+    template = load_template()
+    mask = sitk.BinaryDilate(sitk.Cast(template > 8, sitk.sitkUInt8), [2, 2, 2])
+    mask_array = sitk.GetArrayFromImage(template > 8).astype(bool)
+    scan = _prepare_scan(image)
+
+    # Start: template brain centre on the scan's foreground centre, no rotation or scaling.
+    # The foreground of a whole head (with neck) lies below the brain centre; the coarse levels
+    # correct that (and the multi-start below guards against it).
+    template_centre = _foreground_centre(template)
+    scan_centre = _foreground_centre(scan)
+    best = None
+    for lift in (0.0, 25.0):  # mm up (superior; LPS +z) from the foreground centre
+        initial = sitk.TranslationTransform(3, (scan_centre + [0, 0, lift] - template_centre).tolist())
+        similarity = sitk.Similarity3DTransform()
+        similarity.SetCenter(template_centre.tolist())
+        similarity, metric = _register(template, mask, scan, initial, similarity, [3, 2], [4.0, 2.0], 60)
+        if best is None or metric < best[2]:
+            best = (initial, similarity, metric)
+    initial, similarity, _ = best
+    affine = sitk.AffineTransform(3)
+    affine.SetCenter(template_centre.tolist())
+    affine.SetMatrix(similarity.GetMatrix())
+    affine.SetTranslation(similarity.GetTranslation())
+    affine, metric = _register(template, mask, scan, initial, affine, [2, 1], [2.0, 1.0], 60)
+    transform = sitk.CompositeTransform([initial, affine])
+
+    scales, determinant, angle = _affine_parts(transform)
+    correlation, in_view = _correlation(template, mask_array, scan, transform)
+    what = "Check that the volume is a T1-weighted MRI of a head or brain, or place a region of interest by hand."
+    if determinant <= 0 or scales.min() < MIN_SCALE or scales.max() > MAX_SCALE:
+        raise LocalizationError(
+            f"Registration to the MNI template diverged (scales {', '.join(f'{s:.2f}' for s in scales)}). {what}"
+        )
+    if angle > MAX_ROTATION_DEGREES:
+        raise LocalizationError(f"Registration to the MNI template diverged (rotation {angle:.0f} degrees). {what}")
+    if correlation < MIN_CORRELATION:
+        raise LocalizationError(
+            f"The volume does not match a T1 brain after registration (correlation {correlation:.2f}, "
+            f"needs {MIN_CORRELATION}). {what}"
+        )
+
+    boxes, centres = {}, {}
+    for side, centre_ras in HIPPOCAMPUS_MNI_RAS.items():
+        centre = np.asarray(transform.TransformPoint(mni_to_lps(centre_ras).tolist()))
+        inside = np.asarray(image.TransformPhysicalPointToContinuousIndex(centre.tolist()))
+        if np.any(inside < -0.5) or np.any(inside > np.asarray(image.GetSize()) - 0.5):
+            raise LocalizationError(
+                f"The {side} hippocampus falls outside the volume's field of view after registration. "
+                "Load a scan that covers the temporal lobes, or place a region of interest by hand."
+            )
+        start, stop = box_around(image, centre, box_mm)
+        covered = np.prod(np.subtract(stop, start) * np.asarray(image.GetSpacing())) / np.prod(box_mm)
+        if covered < 0.5:
+            raise LocalizationError(
+                f"Only {covered:.0%} of the region around the {side} hippocampus is inside the volume. "
+                "Load a scan that covers the temporal lobes, or place a region of interest by hand."
+            )
+        boxes[side], centres[side] = (start, stop), centre.tolist()
+
+    # Left must be on the scan's left in physical space (LPS: larger x), whatever the storage.
+    if centres["left"][0] <= centres["right"][0]:
+        raise LocalizationError(f"Registration flipped left and right. {what}")
+    notes = []
+    if in_view < 0.9:
+        notes.append(f"Only {in_view:.0%} of the brain is inside the field of view.")
+    return Localization(boxes, centres, transform, metric, correlation, scales.tolist(), angle, time.time() - started, notes)

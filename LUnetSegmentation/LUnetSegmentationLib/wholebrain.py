@@ -1,0 +1,151 @@
+"""Segment both hippocampi of a whole-head or whole-brain T1 in one call (SimpleITK + numpy).
+
+    result = segment_head(segmenter, image)   # segmenter: engine.Segmenter, image: sitk.Image
+
+A crop-sized input (the size of the Decathlon crops the model was trained on) is segmented
+directly, as before. Anything larger is localized (localize.py: affine registration to an MNI
+template), each hippocampus box is cropped and segmented, and the two results are combined on
+the input's grid with side-specific labels:
+
+    1 Left hippocampus anterior    2 Left hippocampus posterior
+    3 Right hippocampus anterior   4 Right hippocampus posterior
+
+Left and right come from the MNI template's sides mapped through the registration, i.e. from
+physical (RAS) space, never from array order.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+
+from .localize import BOX_MM, Localization, LocalizationError, localize, looks_like_crop
+
+__all__ = ["HeadSegmentation", "LocalizationError", "segment_head", "side_label_table"]
+
+SIDES = ("left", "right")
+# Right-side colours are lighter tints of the model's left ones, so the four parts stay apart.
+_TINT = 0.45
+
+
+@dataclass
+class HeadSegmentation:
+    labels: sitk.Image  # uint8 on the input grid: values of label_table (0 background)
+    label_table: list[tuple[int, str, tuple[float, float, float], str | None]]  # (value, name, RGB 0..1, side)
+    volumes_mm3: dict[str, float]  # segment name -> volume (mm3) on the input grid
+    side_volumes_mm3: dict[str, float]  # "left"/"right" -> whole hippocampus (mm3); empty for a crop
+    mode: str  # "whole-head" (localized) or "crop" (segmented directly)
+    localization: Localization | None
+    seconds: float
+    device: str
+    notes: list[str] = field(default_factory=list)
+
+
+def side_label_table(card) -> list[tuple[int, str, tuple[float, float, float], str | None]]:
+    """(value, name, colour, side) for the four side-specific labels, built from the model card
+    (card labels 1 anterior, 2 posterior): left = card value, right = card value + 2."""
+    table = []
+    for offset, side in ((0, "left"), (len(card.labels), "right")):
+        for entry in card.labels:
+            colour = np.asarray(entry.get("color", (1.0, 1.0, 0.0)), dtype=float)
+            if side == "right":
+                colour = colour + (1 - colour) * _TINT
+            part = entry["name"].replace("Hippocampus ", "")  # "anterior" / "posterior"
+            table.append((entry["value"] + offset, f"{side.capitalize()} hippocampus {part}", tuple(round(c, 3) for c in colour), side))
+    return table
+
+
+def _crop_table(card):
+    return [(e["value"], e["name"], tuple(e.get("color", (1.0, 1.0, 0.0))), None) for e in card.labels]
+
+
+def _volumes(labels: np.ndarray, table, spacing) -> dict[str, float]:
+    voxel = float(np.prod(spacing))
+    counts = np.bincount(labels.ravel(), minlength=max(v for v, *_ in table) + 1)
+    return {name: float(counts[value]) * voxel for value, name, _, _ in table}
+
+
+def keep_largest_component(labels: np.ndarray) -> np.ndarray:
+    """Zero every foreground voxel outside the largest 26-connected component of the
+    foreground. One box holds one hippocampus; stray islands are false positives."""
+    foreground = sitk.GetImageFromArray((labels > 0).astype(np.uint8))
+    components = sitk.RelabelComponent(sitk.ConnectedComponent(foreground, True), sortByObjectSize=True)
+    keep = sitk.GetArrayViewFromImage(components) == 1
+    return np.where(keep, labels, 0).astype(labels.dtype)
+
+
+def _scaled(progress, low, high):
+    if progress is None:
+        return None
+    return lambda fraction: progress(low + (high - low) * float(fraction))
+
+
+def segment_head(
+    segmenter,
+    image: sitk.Image,
+    progress: Callable[[float], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    box_mm=BOX_MM,
+) -> HeadSegmentation:
+    """Segment both hippocampi of `image` (any orientation and voxel size); see module doc.
+
+    Raises LocalizationError (an InputError) with a message when the hippocampi cannot be
+    found, and InterruptedError when `cancelled()` turns true.
+    """
+    started = time.time()
+    card = segmenter.card
+    if looks_like_crop(image):
+        result = segmenter.segment_image(image, progress=progress, cancelled=cancelled)
+        table = _crop_table(card)
+        array = sitk.GetArrayViewFromImage(result.labels)
+        notes = ["Crop-sized input: segmented directly, without localization (side unknown)."] + list(result.notes)
+        return HeadSegmentation(
+            result.labels, table, _volumes(array, table, image.GetSpacing()), {}, "crop", None,
+            time.time() - started, result.device, notes,
+        )
+
+    if progress is not None:
+        progress(0.0)
+    found = localize(image, box_mm)
+    if cancelled is not None and cancelled():
+        raise InterruptedError("Segmentation cancelled")
+    if progress is not None:
+        progress(0.2)
+    offset = len(card.labels)
+    out = np.zeros(image.GetSize()[::-1], dtype=np.uint8)
+    notes = list(found.notes)
+    device = segmenter.device
+    side_volumes = {}
+    voxel = float(np.prod(image.GetSpacing()))
+    for number, side in enumerate(SIDES):
+        start, stop = found.boxes[side]
+        # Segmenting a region-of-interest copy gives the same model grid as index_box=(start,
+        # stop) on the whole image (same physical corners), but maps labels back onto the box
+        # only, not onto the whole head: much faster for 256^3 inputs.
+        crop = sitk.RegionOfInterest(image, [int(b - a) for a, b in zip(start, stop)], [int(a) for a in start])
+        result = segmenter.segment_image(crop, progress=_scaled(progress, 0.2 + 0.4 * number, 0.6 + 0.4 * number), cancelled=cancelled)
+        device = result.device
+        notes += result.notes
+        labels = keep_largest_component(sitk.GetArrayFromImage(result.labels))
+        if not labels.any():
+            raise LocalizationError(
+                f"No {side} hippocampus was found in the region the localization chose. Check that the volume is a "
+                "T1-weighted MRI of a head, or place a region of interest by hand."
+            )
+        region = tuple(slice(a, b) for a, b in zip(start[::-1], stop[::-1]))
+        target = out[region]
+        write = (labels > 0) & (target == 0)
+        target[write] = labels[write] + (offset if side == "right" else 0)
+        side_volumes[side] = float(np.count_nonzero(labels)) * voxel
+    if progress is not None:
+        progress(1.0)
+    labels_image = sitk.GetImageFromArray(out)
+    labels_image.CopyInformation(image)
+    table = side_label_table(card)
+    return HeadSegmentation(
+        labels_image, table, _volumes(out, table, image.GetSpacing()), side_volumes, "whole-head", found,
+        time.time() - started, device, notes,
+    )
