@@ -25,3 +25,16 @@ def wholebrain_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"whole-brain data not found at {path} (set LUNET_DATA)")
     return path
+
+
+@pytest.fixture
+def mrml_scene():
+    """A fresh real headless MRML scene (slicer-core): application logic with the Colors,
+    Volumes, Segmentations and SubjectHierarchy logics registered. Returns the HeadlessSlicer
+    holder (it keeps the logics alive); the scene is `.scene`."""
+    pytest.importorskip("slicer", reason="slicer-core (real MRML) is not installed")
+    from LUnetSegmentationLib import mrml
+
+    headless = mrml.createHeadlessScene()
+    yield headless
+    headless.clear()

@@ -356,10 +356,15 @@ def newSegmentationNode(volumeNode, name: str | None = None):
     node.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
     hierarchy = scene.GetSubjectHierarchyNode()
     if hierarchy is not None:
+        # In Slicer every node gets a hierarchy item when added (the Qt plugin handler does
+        # it); headless nobody does, so create the missing items here.
         volume_item = hierarchy.GetItemByDataNode(volumeNode)
+        parent = hierarchy.GetItemParent(volume_item) if volume_item else hierarchy.GetSceneItemID()
         node_item = hierarchy.GetItemByDataNode(node)
-        if volume_item and node_item:
-            hierarchy.SetItemParent(node_item, hierarchy.GetItemParent(volume_item))
+        if node_item:
+            hierarchy.SetItemParent(node_item, parent)
+        else:
+            hierarchy.CreateItem(parent, node)
     return node
 
 

@@ -1,0 +1,54 @@
+"""Small builders shared by the MRML tests: volumes with a chosen IJK-to-RAS geometry."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def rotation(axis: str, degrees: float) -> np.ndarray:
+    a = np.deg2rad(degrees)
+    c, s = np.cos(a), np.sin(a)
+    return {
+        "x": np.array([[1, 0, 0], [0, c, -s], [0, s, c]]),
+        "y": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]),
+        "z": np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]),
+    }[axis]
+
+
+def ijk_to_ras_matrix(directions: np.ndarray, spacing, origin) -> np.ndarray:
+    matrix = np.eye(4)
+    matrix[:3, :3] = np.asarray(directions, dtype=float) * np.asarray(spacing, dtype=float)
+    matrix[:3, 3] = origin
+    return matrix
+
+
+def add_volume(scene, array_kji: np.ndarray, ijk_to_ras: np.ndarray, name="Volume", class_name="vtkMRMLScalarVolumeNode"):
+    """A volume node with the given voxels (K, J, I order) and IJK-to-RAS matrix."""
+    import vtk
+    from vtk.util.numpy_support import numpy_to_vtk
+
+    array_kji = np.ascontiguousarray(array_kji)
+    components = 1 if array_kji.ndim == 3 else array_kji.shape[3]
+    data = vtk.vtkImageData()
+    data.SetDimensions(array_kji.shape[2], array_kji.shape[1], array_kji.shape[0])
+    scalars = numpy_to_vtk(array_kji.reshape(-1, components) if components > 1 else array_kji.ravel(), deep=True)
+    data.GetPointData().SetScalars(scalars)
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            matrix.SetElement(r, c, float(ijk_to_ras[r, c]))
+    node = scene.AddNewNodeByClass(class_name, name)
+    node.SetIJKToRASMatrix(matrix)
+    node.SetAndObserveImageData(data)
+    return node
+
+
+def voxel_ras(ijk_to_ras: np.ndarray, kji_indices: np.ndarray) -> np.ndarray:
+    """RAS positions of voxel centres given as rows of (k, j, i)."""
+    ijk = np.asarray(kji_indices, dtype=float)[:, ::-1]
+    return (ijk_to_ras[:3, :3] @ ijk.T).T + ijk_to_ras[:3, 3]
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
