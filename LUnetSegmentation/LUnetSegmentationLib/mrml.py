@@ -116,7 +116,7 @@ def _sequence_browser_of(volumeNode):
     browsers = scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")
     for index in range(browsers.GetNumberOfItems()):
         browser = browsers.GetItemAsObject(index)
-        if browser.IsProxyNode(volumeNode):
+        if browser.IsProxyNodeID(volumeNode.GetID()):
             return browser
     return None
 
