@@ -31,6 +31,8 @@ def _read_mgh(path: Path) -> sitk.Image:
 
     loaded = nibabel.load(str(path))
     data = np.asanyarray(loaded.dataobj)
+    # MGH stores big-endian; SimpleITK takes native byte order only.
+    data = data.astype(data.dtype.newbyteorder("="), copy=False)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
