@@ -267,11 +267,24 @@ class LUnetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def _onParameterNodeModified(self, caller=None, event=None):
         # The model combo holds ids in its item data, so it is synchronised here rather than bound.
         if self._parameterNode:
+            self._forgetOutputOfOtherInput()
             index = self.ui.modelComboBox.findData(self._parameterNode.modelId)
             if index >= 0 and index != self.ui.modelComboBox.currentIndex:
                 self.ui.modelComboBox.currentIndex = index
         self._updateModelDescription()
         self._updateApplyButton()
+
+    def _forgetOutputOfOtherInput(self):
+        """After a run the output combo shows its result; when the user then picks another input
+        volume, go back to "Create new segmentation" rather than writing into the segmentation
+        made for the previous volume."""
+        inputVolume = self._parameterNode.inputVolume
+        output = self._parameterNode.outputSegmentation
+        if inputVolume is None or output is None:
+            return
+        madeFor = output.GetAttribute("LUnetSegmentation.InputVolumeID")
+        if madeFor and madeFor != inputVolume.GetID():
+            self._parameterNode.outputSegmentation = None
 
     def onModelChanged(self, index):
         if self._parameterNode and index >= 0:
