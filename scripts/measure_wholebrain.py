@@ -2,7 +2,7 @@
 ../shared/data/wholebrain: runtime end to end on this CPU, screenshot-style PNGs, and Dice
 against the reference hippocampus on the labelled cases.
 
-    .venv/bin/python scripts/measure_wholebrain.py [--data DIR] [--threads 2] [--box 44 60 44 ...]
+    .venv/bin/python scripts/measure_wholebrain.py [--data DIR] [--threads 2] [--cases NAME ...] [--compare-boxes]
 
 Writes docs/results/wholebrain.json and docs/results/wholebrain/<case>.png. Each PNG is a
 2x2 panel: rows left / right hippocampus, columns coronal (patient's right on the image's left,
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import time
 from pathlib import Path
 
@@ -26,6 +28,8 @@ OUT_JSON = REPO / "docs" / "results" / "wholebrain.json"
 OUT_PNG = REPO / "docs" / "results" / "wholebrain"
 
 # case -> (scan, reference labels or None, {side: reference label value})
+COMPARE_BOXES = [(36.0, 50.0, 36.0), (44.0, 60.0, 44.0), (52.0, 68.0, 52.0)]
+
 CASES = {
     "colin27": ("colin27/ch2.nii.gz", "colin27/aal.nii.gz", {"left": 37, "right": 38}),
     "fs_norm": ("fs_norm/norm.mgz", "fs_norm/aparc.a2009s+aseg.mgz", {"left": 17, "right": 53}),
@@ -54,6 +58,21 @@ def read_image(path: Path) -> sitk.Image:
     image.SetDirection((affine[:3, :3] / spacing).flatten().tolist())
     image.SetOrigin(affine[:3, 3].tolist())
     return image
+
+
+def template_space(localization, reference, ref_values) -> dict:
+    """Centroid and 1st..99th percentile box (RAS mm) of each reference hippocampus mapped back
+    into the template's MNI space: the data behind localize.HIPPOCAMPUS_MNI_RAS."""
+    inverse = localization.transform.GetInverse()
+    labels = sitk.GetArrayViewFromImage(reference)
+    out = {}
+    for side, value in ref_values.items():
+        zyx = np.argwhere(labels == value)[::3]
+        points = np.array([inverse.TransformPoint(reference.TransformIndexToPhysicalPoint([int(v) for v in p[::-1]])) for p in zyx])
+        ras = points * [-1, -1, 1]
+        out[side] = {"centroid": ras.mean(axis=0).round(1).tolist(),
+                     "p1": np.percentile(ras, 1, axis=0).round(1).tolist(), "p99": np.percentile(ras, 99, axis=0).round(1).tolist()}
+    return out
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -136,7 +155,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cases", nargs="*", default=list(CASES))
-    parser.add_argument("--box", type=float, nargs="*", help="box sizes to compare, 3 numbers each (mm)")
+    parser.add_argument("--compare-boxes", action="store_true", help="on labelled cases, also Dice for other box sizes")
     parser.add_argument("--no-png", action="store_true")
     parser.add_argument("--out", type=Path, default=OUT_JSON)
     args = parser.parse_args()
@@ -152,14 +171,14 @@ def main() -> None:
     started = time.time()
     segmenter = Segmenter(device="cpu")
     load_seconds = time.time() - started
-    boxes = [tuple(args.box[i:i + 3]) for i in range(0, len(args.box), 3)] if args.box else [BOX_MM]
+    boxes = [tuple(BOX_MM)]
     OUT_PNG.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, comparison = [], {}
     for name in args.cases:
         scan, ref_path, ref_values = CASES[name]
         image = read_image(args.data / scan)
         reference = read_image(args.data / ref_path) if ref_path else None
-        for box in boxes:
+        for box in boxes + ([b for b in COMPARE_BOXES if b != tuple(BOX_MM)] if args.compare_boxes and reference is not None else []):
             row = {"case": name, "size": list(image.GetSize()), "spacing_mm": [round(s, 3) for s in image.GetSpacing()],
                    "type": image.GetPixelIDTypeAsString(), "box_mm": list(box)}
             t0 = time.time()
@@ -170,7 +189,7 @@ def main() -> None:
                 rows.append(row)
                 print(json.dumps(row))
                 continue
-            row.update(status="ok", mode=result.mode, seconds=round(time.time() - t0, 2),
+            row.update(status="ok", mode=result.mode, seconds=round(time.time() - t0, 2), load_average=round(os.getloadavg()[0], 1),
                        localization=result.localization.summary() if result.localization else None,
                        side_volumes_mm3={k: round(v) for k, v in result.side_volumes_mm3.items()},
                        volumes_mm3={k: round(v) for k, v in result.volumes_mm3.items()})
@@ -182,6 +201,10 @@ def main() -> None:
                 row["dice"]["both_hippocampi"] = round(dice(ours > 0, np.isin(ref, list(ref_values.values()))), 4)
                 # Our side labels against the other side's reference: must be ~0 (left is left).
                 row["dice"]["swapped_sides"] = round(dice(np.isin(ours, (1, 2)), ref == ref_values["right"]), 4)
+                if box != boxes[0]:
+                    comparison.setdefault(name, []).append({"box_mm": list(box), "dice": row["dice"]})
+                    continue
+                row["template_space"] = template_space(result.localization, reference, ref_values)
                 row["reference_volumes_mm3"] = {side: round(float((ref == v).sum()) * float(np.prod(image.GetSpacing()))) for side, v in ref_values.items()}
             if not args.no_png and box == boxes[0]:
                 hippo = None
@@ -192,12 +215,21 @@ def main() -> None:
                 row["png"] = f"docs/results/wholebrain/{name}.png"
             rows.append(row)
             print(json.dumps(row))
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    cases = {row["case"]: row for row in previous.get("cases", [])}
+    cases.update({row["case"]: row for row in rows if row["box_mm"] == list(boxes[0])})
+    box_comparison = previous.get("box_comparison", {})
+    for name, entries in comparison.items():
+        box_comparison[name] = [{"box_mm": list(boxes[0]), "dice": cases[name]["dice"]}] + entries
     summary = {
-        "command": "python scripts/measure_wholebrain.py " + " ".join(f"--threads {args.threads}".split()),
+        "command": "python scripts/measure_wholebrain.py --threads N [--cases ...] [--compare-boxes] (updates the cases it runs)",
         "cpu_threads": args.threads,
+        "cpu": platform.processor() or platform.machine(),
         "model_load_seconds": round(load_seconds, 2),
-        "note": "seconds = segment_head end to end (localization + two crops + combine), file reading excluded",
-        "cases": rows,
+        "note": "seconds = segment_head end to end (localization + two crops + combine), file reading excluded; "
+        "load_average = 1-minute load of this machine when the case ran (other jobs share the CPU)",
+        "cases": [cases[name] for name in CASES if name in cases],
+        "box_comparison": box_comparison,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1) + "\n")

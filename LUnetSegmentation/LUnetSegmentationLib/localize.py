@@ -28,34 +28,41 @@ from .preprocess import InputError
 
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "Resources" / "Templates" / "mni_icbm152_2009a_t1_2mm.nii.gz"
 
-# Hippocampus centres in MNI space (RAS mm). Derived from data, not copied: the centroid of the
-# AAL atlas hippocampus labels (37 left, 38 right; Tzourio-Mazoyer et al. 2002) on the Colin27
-# T1, which is in MNI space (Holmes et al. 1998), computed with nibabel from mricron-data's
-# ch2.nii.gz / aal.nii.gz: left centroid (-26.0, -20.7, -10.1), bounding box x -39..-10,
-# y -40..0, z -27..12; right (28.2, -19.8, -10.3), x 10..42, y -41..0, z -27..12. AAL draws the
-# hippocampus coarsely (about twice FreeSurfer's volume, reaching up into the fornix at z > 0),
-# so its centroid sits a little high: we lower z by 2 mm towards the hippocampal body, which
-# agrees with FreeSurfer's hippocampus on fs_norm after registration (see
-# docs/results/wholebrain.json). The x of the two sides is averaged in magnitude because the
-# template is symmetric.
+# Hippocampus box centres in the template's MNI space (RAS mm). Derived from data, not copied:
+# two labelled scans were registered to this template with localize() itself and their
+# reference hippocampus mapped back into template space (scripts/measure_wholebrain.py writes
+# these numbers to docs/results/wholebrain.json, "template_space"):
+#   Colin27 + AAL 37/38 (mricron-data; Holmes et al. 1998, Tzourio-Mazoyer et al. 2002):
+#       centroid left (-26.7, -22.6, -11.6), right (28.0, -21.4, -11.4);
+#       1st..99th percentile box left x -37.8..-13.1, y -40.8..-4.5, z -26.7..8.8
+#   FreeSurfer norm.mgz + aseg 17/53 (niivue demo):
+#       centroid left (-23.8, -23.3, -14.8), right (24.7, -23.0, -15.8);
+#       box left x -36.8..-9.9, y -41.5..-7.1, z -28.0..3.0
+# (AAL's own centroid in Colin27's MNI coordinates is (-26.0, -20.7, -10.1), close.) We use
+# the mean of the four boxes' mid-points, |x| averaged over the sides because the template is
+# symmetric: the tail rises above the centroid, so the box mid-point (z -10.6) sits higher than
+# the centroid (z -13.4). Around it the hippocampus spans about +-14 (x), +-18 (y), +-18 (z) mm.
 HIPPOCAMPUS_MNI_RAS = {
-    "left": (-27.0, -20.5, -12.0),
-    "right": (27.0, -20.5, -12.0),
+    "left": (-24.7, -23.2, -10.6),
+    "right": (24.7, -23.2, -10.6),
 }
 
 # Box around each centre, in the scan's physical mm (R-L, A-P, S-I). The model was trained on
 # Decathlon crops of about 36x50x36 mm with the hippocampus (about 22x38x26 mm) near their
-# centre; a few mm more on each side absorb affine registration error (about 2-4 mm) and
-# individual anatomy. Measured in docs/results/wholebrain.json (crop-size comparison).
+# centre. Dice barely depends on the box (colin27 0.594/0.597/0.599, fs_norm 0.779/0.777 for
+# 36x50x36, 44x60x44, 52x68x52: docs/results/wholebrain.json "box_comparison"), so we take
+# the size that leaves 4-12 mm around the hippocampus (above) for registration error and
+# anatomy, and stays small for speed.
 BOX_MM = (44.0, 60.0, 44.0)
 
 # Plausibility limits of the template -> scan affine (measured on the whole-brain cases: scales
 # 0.85-1.15, rotations under 25 degrees incl. the 20-degree test rotations).
 MIN_SCALE, MAX_SCALE = 0.6, 1.6
 MAX_ROTATION_DEGREES = 45.0
-# Pearson correlation of template and aligned scan inside the brain: T1 heads measure above
-# 0.6, noise and non-head images near 0 (see Testing/test_localize.py).
-MIN_CORRELATION = 0.35
+# Pearson correlation of template and aligned scan inside the (eroded) brain. Measured: the
+# whole-brain scans 0.43 (otsu_t1: noisy, strong bias field) to 0.77 (colin27); a head-sized
+# uniform ellipsoid 0.06, noise about 0 (Testing/test_localize.py).
+MIN_CORRELATION = 0.25
 # A head is larger than this along at least two axes (mm); Decathlon crops are 31-59 mm.
 MIN_HEAD_EXTENT_MM = 100.0
 
@@ -137,6 +144,22 @@ def _prepare_scan(image: sitk.Image) -> sitk.Image:
     out = sitk.GetImageFromArray(array)
     out.CopyInformation(small)
     return out
+
+
+# Fixed-image mask for the metric, in template voxels (2 mm): negative erodes the brain mask.
+# Eroding keeps the skull and scalp of whole-head scans out of the samples, so MI cannot align
+# the template's brain outline with the scalp (measured: dilating by 2 voxels scaled the
+# template up by ~15% onto the skull of the 1.75 mm hippodeep example).
+MASK_RADIUS = -2
+
+
+def _metric_mask(template: sitk.Image) -> sitk.Image:
+    brain = sitk.BinaryFillhole(sitk.Cast(template > 8, sitk.sitkUInt8))
+    if MASK_RADIUS > 0:
+        return sitk.BinaryDilate(brain, [MASK_RADIUS] * 3)
+    if MASK_RADIUS < 0:
+        return sitk.BinaryErode(brain, [-MASK_RADIUS] * 3)
+    return brain
 
 
 def _foreground_centre(image: sitk.Image) -> np.ndarray:
@@ -225,8 +248,10 @@ def localize(image: sitk.Image, box_mm=BOX_MM) -> Localization:
             "localized in it. Segment it directly as a crop, or load the whole-head scan.".format("x".join(f"{e:.0f}" for e in extent))
         )
     template = load_template()
-    mask = sitk.BinaryDilate(sitk.Cast(template > 8, sitk.sitkUInt8), [2, 2, 2])
-    mask_array = sitk.GetArrayFromImage(template > 8).astype(bool)
+    mask = _metric_mask(template)
+    # Correlation inside the eroded brain only: the brain's outline alone (which any head-sized
+    # blob has) must not pass as anatomy; the interior contrast (white/grey matter, ventricles) must.
+    mask_array = sitk.GetArrayFromImage(sitk.BinaryErode(mask, [2, 2, 2])).astype(bool)
     scan = _prepare_scan(image)
 
     # Start: template brain centre on the scan's foreground centre, no rotation or scaling.
