@@ -81,6 +81,7 @@ class Localization:
     metric: float  # final Mattes MI (negative; lower is better)
     correlation: float  # template vs aligned scan inside the brain
     scales: list[float]  # singular values of the affine's linear part
+    rotation: list[list[float]]  # 3x3 rotation part of the affine: template axes -> scan (LPS) axes
     rotation_degrees: float
     seconds: float
     notes: list[str] = field(default_factory=list)
@@ -172,8 +173,9 @@ def _foreground_centre(image: sitk.Image) -> np.ndarray:
     return np.asarray(stats.GetCentroid(1))
 
 
-def _affine_parts(transform: sitk.Transform) -> tuple[np.ndarray, float, float]:
-    """Singular values, determinant and rotation angle (degrees) of the composite's linear part."""
+def _affine_parts(transform: sitk.Transform) -> tuple[np.ndarray, float, float, np.ndarray]:
+    """Singular values, determinant, rotation angle (degrees) and rotation matrix (polar
+    decomposition) of the composite's linear part."""
     matrix = np.eye(3)
     for index in range(transform.GetNumberOfTransforms() if isinstance(transform, sitk.CompositeTransform) else 1):
         part = transform.GetNthTransform(index) if isinstance(transform, sitk.CompositeTransform) else transform
@@ -182,7 +184,7 @@ def _affine_parts(transform: sitk.Transform) -> tuple[np.ndarray, float, float]:
     u, s, vt = np.linalg.svd(matrix)
     rotation = u @ vt
     angle = float(np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1))))
-    return s, float(np.linalg.det(matrix)), angle
+    return s, float(np.linalg.det(matrix)), angle, rotation
 
 
 def _register(template: sitk.Image, mask: sitk.Image, scan: sitk.Image, initial: sitk.Transform,
@@ -224,11 +226,12 @@ def mni_to_lps(point_ras) -> np.ndarray:
     return np.array([-x, -y, z], dtype=float)
 
 
-def box_around(image: sitk.Image, centre_lps: np.ndarray, box_mm=BOX_MM) -> tuple[list[int], list[int]]:
-    """Index box [start, stop) of `image` covering an axis-aligned (LPS) physical box of size
-    box_mm around centre_lps, clipped to the image."""
+def box_around(image: sitk.Image, centre_lps: np.ndarray, box_mm=BOX_MM, rotation=None) -> tuple[list[int], list[int]]:
+    """Index box [start, stop) of `image` covering a physical box of size box_mm around
+    centre_lps, its axes LPS-aligned or turned by `rotation` (3x3), clipped to the image."""
     half = np.asarray(box_mm, dtype=float) / 2
-    corners = [centre_lps + np.array([sx, sy, sz]) * half for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]
+    turn = np.eye(3) if rotation is None else np.asarray(rotation, dtype=float)
+    corners = [centre_lps + turn @ (np.array([sx, sy, sz]) * half) for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]
     index = np.array([image.TransformPhysicalPointToContinuousIndex(c.tolist()) for c in corners])
     start = np.floor(index.min(axis=0) + 0.5).astype(int)
     stop = np.ceil(index.max(axis=0) + 0.5).astype(int)
@@ -275,7 +278,7 @@ def localize(image: sitk.Image, box_mm=BOX_MM) -> Localization:
     affine, metric = _register(template, mask, scan, initial, affine, [2, 1], [2.0, 1.0], 60)
     transform = sitk.CompositeTransform([initial, affine])
 
-    scales, determinant, angle = _affine_parts(transform)
+    scales, determinant, angle, rotation = _affine_parts(transform)
     correlation, in_view = _correlation(template, mask_array, scan, transform)
     what = "Check that the volume is a T1-weighted MRI of a head or brain, or place a region of interest by hand."
     if determinant <= 0 or scales.min() < MIN_SCALE or scales.max() > MAX_SCALE:
@@ -299,8 +302,8 @@ def localize(image: sitk.Image, box_mm=BOX_MM) -> Localization:
                 f"The {side} hippocampus falls outside the volume's field of view after registration. "
                 "Load a scan that covers the temporal lobes, or place a region of interest by hand."
             )
-        start, stop = box_around(image, centre, box_mm)
-        covered = np.prod(np.subtract(stop, start) * np.asarray(image.GetSpacing())) / np.prod(box_mm)
+        start, stop = box_around(image, centre, box_mm, rotation)
+        covered = _inside_fraction(image, centre, box_mm, rotation)
         if covered < 0.5:
             raise LocalizationError(
                 f"Only {covered:.0%} of the region around the {side} hippocampus is inside the volume. "
@@ -314,4 +317,17 @@ def localize(image: sitk.Image, box_mm=BOX_MM) -> Localization:
     notes = []
     if in_view < 0.9:
         notes.append(f"Only {in_view:.0%} of the brain is inside the field of view.")
-    return Localization(boxes, centres, transform, metric, correlation, scales.tolist(), angle, time.time() - started, notes)
+    return Localization(
+        boxes, centres, transform, metric, correlation, scales.tolist(), rotation.tolist(), angle, time.time() - started, notes
+    )
+
+
+def _inside_fraction(image: sitk.Image, centre_lps, box_mm, rotation) -> float:
+    """Fraction of the (turned) box, sampled every ~4 mm, that lies inside the image."""
+    axes = [np.linspace(-b / 2, b / 2, max(int(b // 4), 2)) for b in box_mm]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    points = np.asarray(centre_lps) + grid @ np.asarray(rotation).T
+    matrix = np.reshape(image.GetDirection(), (3, 3)) * np.asarray(image.GetSpacing())
+    index = np.linalg.solve(matrix, (points - image.GetOrigin()).T).T
+    inside = np.all((index >= -0.5) & (index <= np.asarray(image.GetSize()) - 0.5), axis=1)
+    return float(inside.mean())
