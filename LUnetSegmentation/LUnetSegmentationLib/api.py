@@ -12,6 +12,7 @@ torch is imported only when a model is loaded, never when this module is importe
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import threading
 import time
@@ -81,14 +82,43 @@ class LabelResult:
     specs: list  # [mrml.LabelSpec], value -> segment
     device: str
     notes: list = field(default_factory=list)
+    sideVolumes: dict = field(default_factory=dict)  # "left"/"right" -> whole hippocampus mm3 (whole-head path)
+    details: dict = field(default_factory=dict)  # JSON-able: how the labels were found (mode, localization)
+
+
+def _specs_from_table(card, table) -> list:
+    """mrml.LabelSpec per (value, name, colour, side) row of a wholebrain label table; the
+    structure name stays the model's ("Hippocampus anterior") so terminology gets the side as a
+    modifier rather than a new structure."""
+    structure = {int(e["value"]): e["name"] for e in card.labels}
+    count = len(structure)
+    return [
+        mrml.LabelSpec(int(value), structure[(int(value) - 1) % count + 1], tuple(float(c) for c in colour), side)
+        for value, _name, colour, side in table
+    ]
 
 
 def _computeLabels(loaded: _LoadedModel, image: sitk.Image, indexBox, progress, cancelled) -> LabelResult:
-    """Labels for one image (inside an optional index box). The one place a whole-brain path
-    (find both hippocampi, segment each, return up to 4 sided labels) plugs in."""
+    """Labels for one image. With a box (the user's ROI) only that box is segmented, with the
+    model's own labels. Without one, `wholebrain.segment_head` decides: a crop-sized input is
+    segmented directly; a whole-head or whole-brain scan is localized and both hippocampi are
+    segmented, with left/right labels."""
+    from .wholebrain import segment_head
+
     with loaded.lock:
-        result = loaded.segmenter.segment_image(image, indexBox, progress=progress, cancelled=cancelled)
-    return LabelResult(result.labels, mrml.label_specs_from_card(result.card), result.device, list(result.notes))
+        if indexBox is not None:
+            result = loaded.segmenter.segment_image(image, indexBox, progress=progress, cancelled=cancelled)
+            return LabelResult(
+                result.labels, mrml.label_specs_from_card(result.card), result.device, list(result.notes), details={"mode": "roi"}
+            )
+        head = segment_head(loaded.segmenter, image, progress=progress, cancelled=cancelled)
+    details = {"mode": head.mode}
+    if head.localization is not None:
+        details["localization"] = head.localization.summary()
+    return LabelResult(
+        head.labels, _specs_from_table(loaded.segmenter.card, head.label_table), head.device, list(head.notes),
+        dict(head.side_volumes_mm3), details,
+    )
 
 
 # ----------------------------------------------------------------------------- checks
@@ -143,6 +173,7 @@ class SegmentationJob:
         self.device = loaded.segmenter.device
         self.notes: list[str] = []
         self.volumes: dict[str, float] = {}
+        self.sideVolumes: dict[str, float] = {}  # "left"/"right" -> whole hippocampus mm3 (whole-head scans)
         self.segmentIds: dict[str, str] = {}
 
     def compute(self, progress: Callable[[float], None] | None = None, cancelled: Callable[[], bool] | None = None) -> None:
@@ -155,6 +186,7 @@ class SegmentationJob:
         voxel = float(np.prod(self.image.GetSpacing()))
         counts = np.bincount(sitk.GetArrayViewFromImage(self.result.labels).ravel(), minlength=256)
         self.volumes = {spec.segment_name: float(counts[spec.value]) * voxel for spec in self.result.specs}
+        self.sideVolumes = dict(self.result.sideVolumes)
         for name, volume in self.volumes.items():
             if volume == 0:
                 self.notes.append(f"{name}: no voxels found (is the hippocampus inside the volume or ROI?)")
@@ -167,7 +199,8 @@ class SegmentationJob:
     def summary(self) -> str:
         if self.result is None:
             return "not computed yet"
-        parts = [f"{name} {volume:.0f} mm3" for name, volume in self.volumes.items()]
+        parts = [f"{side} hippocampus {volume:.0f} mm3" for side, volume in self.sideVolumes.items()]
+        parts += [f"{name} {volume:.0f} mm3" for name, volume in self.volumes.items()]
         text = f"{', '.join(parts)} in {self.seconds:.1f} s on {self.device}"
         return text + (f" ({'; '.join(self.notes)})" if self.notes else "")
 
@@ -195,6 +228,9 @@ class SegmentationJob:
                 "ROINodeID": self.roiNode.GetID() if self.roiNode is not None else "",
                 "IndexBox": "" if self.indexBox is None else f"{self.indexBox[0]}-{self.indexBox[1]}",
                 "Notes": self.notes,
+                "Mode": self.result.details.get("mode", ""),
+                "Localization": json.dumps(self.result.details["localization"]) if "localization" in self.result.details else "",
+                "HippocampusVolumesMm3": json.dumps({side: round(v, 1) for side, v in self.sideVolumes.items()}),
                 "ModuleVersion": MODULE_VERSION,
             },
         )
@@ -287,7 +323,13 @@ def segmentFiles(inputPaths, outputDir, model=None, device="auto", labelmap=Fals
     headless = mrml.createHeadlessScene()
     scene = headless.scene
     roiNode = _roi_node(scene, roi) if roi is not None else None
-    specNames = [spec.segment_name for spec in mrml.label_specs_from_card(loaded.segmenter.card)]
+    card = loaded.segmenter.card
+    # Crop inputs give the model's labels, whole-head scans the sided ones: one column each.
+    from .wholebrain import side_label_table
+
+    specNames = [spec.segment_name for spec in mrml.label_specs_from_card(card)]
+    specNames += [spec.segment_name for spec in _specs_from_table(card, side_label_table(card))]
+    specNames += ["Left hippocampus", "Right hippocampus"]
     rows = []
     bar = tqdm(plans, disable=not showProgress, unit="case", desc="Segmenting")
     for inputPath, case, segPath, labelPath in bar:
@@ -306,8 +348,11 @@ def segmentFiles(inputPaths, outputDir, model=None, device="auto", labelmap=Fals
             if labelPath is not None:
                 writeLabelmap(job.labels, labelPath)
             row.update(status="ok", device=job.device, notes="; ".join(job.notes))
-            for name in specNames:
-                row[f"{name} mm3"] = f"{job.volumes.get(name, 0.0):.1f}"
+            for name, volume in job.volumes.items():
+                row[f"{name} mm3"] = f"{volume:.1f}"
+            for side, volume in job.sideVolumes.items():
+                row[f"{side.capitalize()} hippocampus mm3"] = f"{volume:.1f}"
+            row["mode"] = job.result.details.get("mode", "")
         except Exception as error:  # isolate the case: report it, go on with the others
             log.warning("%s failed: %s", inputPath, error)
             row["error"] = str(error) or type(error).__name__
@@ -328,7 +373,7 @@ def _nodes_of_class(scene, className):
 
 
 def _write_summary(path: Path, rows: list[dict], specNames: list[str]) -> None:
-    columns = ["case", "input", "status", "error"] + [f"{n} mm3" for n in specNames] + ["seconds", "device", "notes"]
+    columns = ["case", "input", "status", "error", "mode"] + [f"{n} mm3" for n in specNames] + ["seconds", "device", "notes"]
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()

@@ -1,0 +1,58 @@
+"""The default path of `segment`/`segmentFiles`/CLI on whole-head scans: both hippocampi found,
+four sided segments with laterality terminology, per-side volumes in provenance and CSV."""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from LUnetSegmentationLib import mrml
+from LUnetSegmentationLib.metrics import dice
+
+pytestmark = pytest.mark.slow  # one whole-head run each (about 5 to 20 s on 2 cores)
+
+SIDED = ["Left hippocampus anterior", "Left hippocampus posterior", "Right hippocampus anterior", "Right hippocampus posterior"]
+
+
+def test_segment_on_a_whole_head_volume_node_writes_four_sided_segments(mrml_scene, wholebrain_dir):
+    from LUnetSegmentationLib import segment
+    from LUnetSegmentationLib.volumeio import readImage
+
+    image = readImage(wholebrain_dir / "colin27" / "ch2.nii.gz")
+    volume = mrml.imageToVolumeNode(mrml_scene.scene, image, "colin27")
+    node = segment(volume, device="cpu")
+    segmentation = node.GetSegmentation()
+    names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+    assert names == SIDED
+    provenance = mrml.readProvenance(node)
+    assert provenance["Mode"] == "whole-head"
+    sides = json.loads(provenance["HippocampusVolumesMm3"])
+    assert set(sides) == {"left", "right"} and all(2000 < v < 6000 for v in sides.values())
+    left = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("Left hippocampus anterior"))
+    assert "Left" in (left.GetTerminology() or "")
+
+
+def test_cli_on_whole_head_and_crop_files(wholebrain_dir, hippocampus_dir, tmp_path):
+    """The acceptance command: labels on the input grid, all our labels together against both
+    reference hippocampi (FreeSurfer aseg 17/53 here)."""
+    scan = wholebrain_dir / "fs_norm" / "norm.nii.gz"
+    crop = hippocampus_dir / "imagesTr" / "hippocampus_001.nii.gz"
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "LUnetSegmentationLib", "segment", str(scan), str(crop), "--out", str(out), "--labelmap", "--device", "cpu", "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    labels = sitk.ReadImage(str(out / "norm.nii.gz"))
+    reference = sitk.ReadImage(str(wholebrain_dir / "fs_norm" / "aparc.a2009s+aseg.nii.gz"))
+    assert labels.GetSize() == reference.GetSize()
+    ours, theirs = sitk.GetArrayFromImage(labels), sitk.GetArrayFromImage(reference)
+    assert set(np.unique(ours)) == {0, 1, 2, 3, 4}
+    assert dice(ours > 0, np.isin(theirs, (17, 53))) > 0.7  # measured 0.787 (protocols differ)
+    rows = {row["case"]: row for row in csv.DictReader(open(out / "summary.csv"))}
+    assert rows["norm"]["mode"] == "whole-head" and float(rows["norm"]["Left hippocampus mm3"]) > 1500
+    assert rows["hippocampus_001"]["mode"] == "crop" and float(rows["hippocampus_001"]["Hippocampus anterior mm3"]) > 500
+    assert (out / "norm.seg.nrrd").exists() and (out / "hippocampus_001.seg.nrrd").exists()
