@@ -23,11 +23,11 @@ LABELS = {"1": "anterior", "2": "posterior"}
 
 CPU_FINDINGS_COMMAND = (
     "PYTHONPATH=LUnetSegmentation .venv/bin/python experiments/paper_findings.py --data .gpu/cache.npz "
-    "--epochs 12 --finetune-epochs 3 --prune-steps 4"
+    "--epochs 6 --finetune-epochs 1 --prune-steps 4"
 )
 GPU_FINDINGS_COMMAND = (
     "PYTHONPATH=LUnetSegmentation python experiments/paper_findings.py --data .gpu/cache.npz "
-    "--epochs 150 --finetune-epochs 30 --device cuda --batch-size 32"
+    "--epochs 30 --finetune-epochs 6 --prune-steps 4 --batch-size 32 --device cuda --jobs 3"
 )
 
 
@@ -46,7 +46,7 @@ def write_plot(result: dict, path: Path, size=(900, 600)) -> str:
     if not points:
         return "no points to plot"
     width, height = size
-    left, right, top, bottom = 80, 230, 30, 60
+    left, right, top, bottom = 70, 230, 30, 60
     xs = [math.log10(p[0]) for p in points]
     ys = [p[1] - p[2] for p in points] + [p[1] + p[2] for p in points]
     x0, x1 = math.floor(min(xs) * 2) / 2, math.ceil(max(xs) * 2) / 2
@@ -66,18 +66,17 @@ def write_plot(result: dict, path: Path, size=(900, 600)) -> str:
     painter.setFont(QFont("Sans", 9))
     painter.setPen(QPen(QColor("black"), 1))
     painter.drawRect(QRectF(left, top, width - left - right, height - top - bottom))
-    exponent = x0
-    while exponent <= x1 + 1e-9:  # decades and half-decades on the log axis
+    for decade in range(math.floor(x0), math.ceil(x1) + 1):  # 1-2-5 ticks on the log axis
         for factor in (1, 2, 5):
-            value = factor * 10 ** math.floor(exponent)
-            if x0 <= math.log10(value) <= x1 and abs(exponent - math.floor(exponent)) < 1e-9:
-                p = to_px(value, y0)
-                painter.setPen(QPen(QColor(220, 220, 220), 1))
-                painter.drawLine(QPointF(p.x(), top), QPointF(p.x(), height - bottom))
-                painter.setPen(QPen(QColor("black"), 1))
-                label = f"{value / 1000:g}k" if value >= 1000 else f"{value:g}"
-                painter.drawText(QRectF(p.x() - 30, height - bottom + 4, 60, 16), Qt.AlignCenter, label)
-        exponent += 1
+            value = factor * 10**decade
+            if not x0 - 1e-9 <= math.log10(value) <= x1 + 1e-9:
+                continue
+            p = to_px(value, y0)
+            painter.setPen(QPen(QColor(220, 220, 220), 1))
+            painter.drawLine(QPointF(p.x(), top), QPointF(p.x(), height - bottom))
+            painter.setPen(QPen(QColor("black"), 1))
+            label = f"{value / 1000:g}k" if value >= 1000 else f"{value:g}"
+            painter.drawText(QRectF(p.x() - 30, height - bottom + 4, 60, 16), Qt.AlignCenter, label)
     steps = 5
     for i in range(steps + 1):
         dice = y0 + (y1 - y0) * i / steps
@@ -89,9 +88,9 @@ def write_plot(result: dict, path: Path, size=(900, 600)) -> str:
     painter.drawText(QRectF(left, height - 30, width - left - right, 20), Qt.AlignCenter,
                      "trainable parameters (log scale)")
     painter.save()
-    painter.translate(18, top + (height - top - bottom) / 2)
+    painter.translate(16, top + (height - top - bottom) / 2)
     painter.rotate(-90)
-    painter.drawText(QRectF(-120, -10, 240, 20), Qt.AlignCenter, "mean Dice (validation, mean ± std over seeds)")
+    painter.drawText(QRectF(-200, -10, 400, 20), Qt.AlignCenter, "mean Dice (validation, mean ± std over seeds)")
     painter.restore()
     for index, s in enumerate(series):
         colour = QColor(s["colour"])
@@ -181,6 +180,14 @@ def speed_section(path: Path, title: str) -> list[str]:
                 continue
             cells.append(fmt(value) + (f" ({ratio:.2f}x)" if ratio is not None and n != meta["baseline"] else ""))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if "lunet" in r["ratios"]:
+        q = r["ratios"]["lunet"]
+        lines += ["", f"In short: against the doubling Unet of the same depth and first width, the shipped LUnet has "
+                  f"{1 / q['parameters']:.0f}x fewer parameters but only {1 / q['macs_crop']:.1f}x fewer multiply-accumulates "
+                  f"(most of the work is at full resolution, where both have {r['models']['lunet']['network']['width']} channels); "
+                  f"crop latency x{q['crop_latency_s']:.2f}, whole-brain x{q['whole_latency_s']:.2f}, training step "
+                  f"x{q['train_step_s']:.2f}, inference peak memory x{q['crop_peak_bytes']:.2f}, training peak memory "
+                  f"x{q['train_peak_bytes']:.2f}, largest batch x{q['max_train_batch']:.2f}."]
     lines += ["", f"Ratios are to `{meta['baseline']}` from the same run. Whole-brain figures: {r['models'][names[0]]['whole_method']}. "
               f"Memory: {meta['memory_method']}. Inference: {meta['inference']}. Training step: {meta['train_step']}.", ""]
     if r.get("exploration"):
@@ -260,8 +267,11 @@ def placeholder_section() -> list[str]:
             "this page shows no Dice figures for them. The runner has only been smoke-tested (a few epochs, 1 seed, few "
             "cases), and those numbers are not findings.", "",
             "To produce them (resumable; rerun the same command to continue):", "",
-            f"- GPU (a few minutes on an H200): `{GPU_FINDINGS_COMMAND}`",
-            f"- reduced CPU run (about 2 hours on 2 cores): `{CPU_FINDINGS_COMMAND}`", "",
+            f"- GPU (estimated 8-12 minutes on one H200, the three seeds in parallel): `{GPU_FINDINGS_COMMAND}`",
+            f"- reduced CPU run (estimated about 2 hours on 2 idle cores; 6 epochs leave the networks far from "
+            f"converged, so prefer the GPU run): `{CPU_FINDINGS_COMMAND}`", "",
+            "`.gpu/cache.npz` is the preprocessed hippocampus cache (208 cases; `train` writes one next to its output "
+            "when given the Decathlon folder). `--epochs`, `--finetune-epochs` and `--prune-steps` are the budget knobs.", "",
             "Either writes `docs/results/paper_findings.json`, `docs/results/dice_vs_params.png` and this page.", ""]
 
 
