@@ -160,7 +160,7 @@ def train(
         state = torch.load(checkpoint_path, map_location=device, weights_only=True)
         network.load_state_dict(state["network"])
         optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
+        generator.set_state(state["generator"].cpu())  # set_state takes a CPU ByteTensor, also for CUDA generators
         start_epoch = int(state["epoch"])
         history = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []
         best = json.loads((out / "best.json").read_text()) if (out / "best.json").exists() else best
