@@ -40,7 +40,11 @@ def write_plot(result: dict, path: Path, size=(900, 600)) -> str:
         from PySide6.QtGui import QColor, QFont, QGuiApplication, QImage, QPainter, QPen
     except ImportError:
         return f"PySide6 not installed: {path} not drawn (rerun experiments/results_page.py where it is)"
-    app = QGuiApplication.instance() or QGuiApplication(sys.argv[:1])  # fonts need an application
+    from PySide6.QtWidgets import QApplication
+
+    # Fonts need an application. A QApplication (not a bare QGuiApplication) so that code
+    # creating widgets later in the same process, e.g. the .ui tests, still works.
+    app = QGuiApplication.instance() or QApplication(sys.argv[:1])
     series = _series(result)
     points = [p for s in series for p in s["points"]]
     if not points:
