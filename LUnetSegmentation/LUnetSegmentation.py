@@ -514,8 +514,12 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def summary(job):
-        """One status line: time, device, volume of each segment, and any notes (e.g. a GPU fallback)."""
-        volumes = ", ".join(_("{name} {volume:.0f} mm\u00b3").format(name=name, volume=volume) for name, volume in job.volumes.items())
+        """One status line: time, device, volume of each hippocampus (whole-head scans) and of each
+        segment, and any notes (e.g. a GPU fallback)."""
+        sides = {"left": _("Left hippocampus"), "right": _("Right hippocampus")}
+        parts = [(sides.get(side, side), volume) for side, volume in getattr(job, "sideVolumes", {}).items()]
+        parts += list(job.volumes.items())
+        volumes = ", ".join(_("{name} {volume:.0f} mm\u00b3").format(name=name, volume=volume) for name, volume in parts)
         text = _("Done in {seconds:.1f} s on {device}: {volumes}.").format(seconds=job.seconds, device=job.device, volumes=volumes)
         if getattr(job, "notes", None):
             text += " " + " ".join(job.notes)
