@@ -74,15 +74,11 @@ def probabilities_to_input_grid(probabilities: np.ndarray, model_grid: sitk.Imag
     Interpolating probabilities rather than labels gives smooth boundaries when the target
     grid is finer or rotated.
     """
-    num_classes = probabilities.shape[0]
-    if (
-        is_on_model_grid(target, _config_of(model_grid))
-        and np.allclose(np.asarray(target.GetOrigin()) - model_grid.GetOrigin(), np.round(np.asarray(target.GetOrigin()) - model_grid.GetOrigin()), atol=1e-3)
-    ):
+    # Where the model grid sits on the target's lattice (continuous target index of its origin).
+    position = np.asarray(target.TransformPhysicalPointToContinuousIndex(model_grid.GetOrigin()))
+    if is_on_model_grid(target, _config_of(model_grid)) and np.allclose(position, np.round(position), atol=1e-3):
         # Same lattice: paste without interpolation.
-        offset = np.round(
-            np.asarray(target.TransformPhysicalPointToContinuousIndex(model_grid.GetOrigin()))
-        ).astype(int)
+        offset = np.round(position).astype(int)
         out = np.zeros(target.GetSize()[::-1], dtype=np.uint8)
         labels = probabilities.argmax(axis=0).astype(np.uint8)
         src = [slice(max(0, -o), min(n, t - o)) for o, n, t in zip(offset[::-1], labels.shape, out.shape)]
@@ -90,11 +86,17 @@ def probabilities_to_input_grid(probabilities: np.ndarray, model_grid: sitk.Imag
         if all(s.stop > s.start for s in src):
             out[tuple(dst)] = labels[tuple(src)]
         return out
-    best = None
-    best_value = None
-    for label in range(num_classes):
-        channel = sitk.GetImageFromArray(probabilities[label].astype(np.float32))
-        channel.CopyInformation(model_grid)
+    return resample_argmax(probabilities, model_grid, target)
+
+
+def resample_argmax(maps: np.ndarray, source: sitk.Image, target: sitk.Image) -> np.ndarray:
+    """Per-class maps (C, z, y, x on `source`'s grid) -> uint8 labels on `target`'s grid: each
+    map is resampled linearly and the arg-max taken there (outside the source, class 0 wins).
+    Smoother than nearest-neighbour label resampling when the target grid is finer or rotated."""
+    best, best_value = None, None
+    for label in range(maps.shape[0]):
+        channel = sitk.GetImageFromArray(np.asarray(maps[label], dtype=np.float32))
+        channel.CopyInformation(source)
         default = 1.0 if label == 0 else 0.0
         resampled = sitk.GetArrayFromImage(
             sitk.Resample(channel, target, sitk.Transform(), sitk.sitkLinear, default, sitk.sitkFloat32)

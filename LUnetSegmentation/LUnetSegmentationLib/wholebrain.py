@@ -23,6 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .localize import BOX_MM, Localization, LocalizationError, localize, looks_like_crop
+from .resample import resample_argmax
 
 __all__ = ["HeadSegmentation", "LocalizationError", "segment_head", "side_label_table"]
 
@@ -111,20 +112,8 @@ def _labels_to_box(labels: np.ndarray, crop: sitk.Image, image: sitk.Image, box)
     region.SetSpacing(image.GetSpacing())
     region.SetDirection(image.GetDirection())
     region.SetOrigin(image.TransformIndexToPhysicalPoint([int(a) for a in start]))
-    best, best_value = None, None
-    for value in range(int(labels.max()) + 1):
-        indicator = sitk.GetImageFromArray((labels == value).astype(np.float32))
-        indicator.CopyInformation(crop)
-        resampled = sitk.GetArrayFromImage(
-            sitk.Resample(indicator, region, sitk.Transform(), sitk.sitkLinear, 1.0 if value == 0 else 0.0)
-        )
-        if best is None:
-            best, best_value = np.zeros(resampled.shape, dtype=np.uint8), resampled
-        else:
-            better = resampled > best_value
-            best[better] = value
-            best_value = np.where(better, resampled, best_value)
-    return best
+    indicators = np.stack([labels == value for value in range(int(labels.max()) + 1)])
+    return resample_argmax(indicators, crop, region)
 
 
 def _scaled(progress, low, high):
