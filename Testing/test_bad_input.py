@@ -108,8 +108,10 @@ def test_labelmap_is_not_an_mri(mrml_scene):
 
 def test_too_large_for_memory_is_refused_before_work(mrml_scene, monkeypatch):
     volume = _volume(mrml_scene.scene)
-    # 40 MiB "free": enough to copy the voxels, far too little for the network's buffers
-    monkeypatch.setattr(engine, "available_memory_bytes", lambda: 40 << 20)
+    # Just under the engine's own estimate for this volume: enough to copy the voxels, too
+    # little for the network's buffers.
+    needed = api.getSegmenter(None, "cpu").segmenter.estimate_bytes((20, 28, 24))
+    monkeypatch.setattr(engine, "available_memory_bytes", lambda: needed - 1)
     _refused(mrml_scene.scene, r"GiB of memory.*region of interest", volume)
     # and a volume too large even to copy is refused before its voxels are copied
     monkeypatch.setattr(engine, "available_memory_bytes", lambda: 1 << 10)

@@ -147,3 +147,22 @@ def test_case_names():
     assert volumeio.case_name("/x/sub-01_T1w.nii.gz") == "sub-01_T1w"
     assert volumeio.case_name("norm.mgz") == "norm"
     assert volumeio.case_name("a.b.nrrd") == "a.b"
+
+
+def test_batch_leaves_no_nodes_behind_between_cases(hippocampus_dir, tmp_path, monkeypatch):
+    """A long cohort must not accumulate volume, display, storage or hierarchy entries."""
+    created = []
+
+    def recording_scene():
+        headless = real_create()
+        created.append((headless, headless.scene.GetNumberOfNodes()))
+        return headless
+
+    real_create = mrml.createHeadlessScene
+    monkeypatch.setattr(mrml, "createHeadlessScene", recording_scene)
+    images = [hippocampus_dir / "imagesTr" / f"hippocampus_00{i}.nii.gz" for i in (1, 3)]
+    rows = segmentFiles(images, tmp_path / "out", device="cpu")
+    assert [row["status"] for row in rows] == ["ok", "ok"]
+    (headless, nodes_before), = created
+    assert headless.scene.GetNumberOfNodes() == nodes_before
+    assert headless.scene.GetSubjectHierarchyNode().GetNumberOfItems() == 0

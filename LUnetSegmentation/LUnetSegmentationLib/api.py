@@ -24,12 +24,11 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from . import mrml
+from . import __version__, mrml
 from .preprocess import InputError
 
 log = logging.getLogger("LUnetSegmentation")
 
-MODULE_VERSION = "1.0.0"
 _CACHE_SIZE = 2  # a model or two per device; each is small (~0.5 MB of weights)
 _cache: OrderedDict = OrderedDict()
 _cache_lock = threading.Lock()
@@ -138,29 +137,13 @@ def _check_voxels(image: sitk.Image, name: str) -> None:
         )
 
 
-def _check_memory(loaded: _LoadedModel, image: sitk.Image, indexBox) -> None:
-    from . import engine
-    from .resample import physical_corners
-
-    segmenter = loaded.segmenter
-    corners = physical_corners(image, indexBox)
-    extent = corners.max(axis=0) - corners.min(axis=0)
-    voxels = int(np.prod(np.ceil(extent / np.asarray(segmenter.preprocessing.spacing))))
-    needed, free = segmenter.estimate_bytes(voxels), engine.available_memory_bytes()
-    if needed > free:
-        raise InputError(
-            f"Segmenting this volume would need about {needed / 2**30:.1f} GiB of memory and {free / 2**30:.1f} GiB "
-            "is free. Restrict it with a region of interest (ROI) around the hippocampi, or crop it first."
-        )
-
-
 # ----------------------------------------------------------------------------- the job
 
 
 class SegmentationJob:
     """One segmentation run, split so that the slow part can run off the main thread."""
 
-    def __init__(self, volumeNode, segmentationNode, roiNode, image, indexBox, loaded, modelArg):
+    def __init__(self, volumeNode, segmentationNode, roiNode, image, indexBox, loaded):
         self.volumeNode = volumeNode
         self.segmentationNode = segmentationNode
         self.roiNode = roiNode
@@ -209,6 +192,13 @@ class SegmentationJob:
         if self.result is None:
             raise RuntimeError("apply() called before compute() finished")
         # Check again: the user may have changed the scene while compute() ran.
+        if self.volumeNode.GetScene() is None:
+            raise InputError("The input volume was removed from the scene while it was being segmented; nothing was written.")
+        if self.segmentationNode is not None and self.segmentationNode.GetScene() is None:
+            raise InputError(
+                "The output segmentation was removed from the scene while segmenting; nothing was written. "
+                "Run again to create a new one."
+            )
         mrml.check_volume_node(self.volumeNode)
         mrml.check_segmentation_node(self.segmentationNode, self.volumeNode)
         node = self.segmentationNode or mrml.newSegmentationNode(self.volumeNode)
@@ -231,7 +221,7 @@ class SegmentationJob:
                 "Mode": self.result.details.get("mode", ""),
                 "Localization": json.dumps(self.result.details["localization"]) if "localization" in self.result.details else "",
                 "HippocampusVolumesMm3": json.dumps({side: round(v, 1) for side, v in self.sideVolumes.items()}),
-                "ModuleVersion": MODULE_VERSION,
+                "ModuleVersion": __version__,
             },
         )
         log.info("LUnetSegmentation: %s", self.summary)
@@ -248,8 +238,13 @@ def prepareSegmentation(volumeNode, segmentationNode=None, model=None, device="a
     image = mrml.volumeToImage(volumeNode)
     _check_voxels(image, volumeNode.GetName())
     loaded = getSegmenter(model, device)
-    _check_memory(loaded, image, indexBox)
-    return SegmentationJob(volumeNode, segmentationNode, roiNode, image, indexBox, loaded, model)
+    from .localize import looks_like_crop
+
+    if indexBox is not None or looks_like_crop(image):
+        # Whole-head scans are checked per hippocampus crop inside the engine instead: they
+        # only ever segment two small boxes, so sizing the whole head would refuse them wrongly.
+        loaded.segmenter.check_memory(image, indexBox)
+    return SegmentationJob(volumeNode, segmentationNode, roiNode, image, indexBox, loaded)
 
 
 def segment(volumeNode, segmentationNode=None, model=None, device="auto", roiNode=None, progress=None, cancelled=None):
@@ -302,8 +297,6 @@ def segmentFiles(inputPaths, outputDir, model=None, device="auto", labelmap=Fals
     lists them (choose a new output folder, or remove them). `roi=(center_ras, size_mm)`
     restricts every case to that box. Returns one dict per case ("status" is "ok" or "error").
     """
-    from tqdm import tqdm
-
     from .volumeio import readImage, writeLabelmap
 
     inputPaths = [str(p) for p in inputPaths]
@@ -331,7 +324,7 @@ def segmentFiles(inputPaths, outputDir, model=None, device="auto", labelmap=Fals
     specNames += [spec.segment_name for spec in _specs_from_table(card, side_label_table(card))]
     specNames += ["Left hippocampus", "Right hippocampus"]
     rows = []
-    bar = tqdm(plans, disable=not showProgress, unit="case", desc="Segmenting")
+    bar = _progress_bar(plans, showProgress)
     for inputPath, case, segPath, labelPath in bar:
         bar.set_postfix_str(case)
         row = {"case": case, "input": str(inputPath), "status": "error", "error": "", "seconds": "", "device": "", "notes": ""}
@@ -358,13 +351,48 @@ def segmentFiles(inputPaths, outputDir, model=None, device="auto", labelmap=Fals
             row["error"] = str(error) or type(error).__name__
         finally:
             row["seconds"] = f"{time.time() - started:.2f}"
-            # Drop this case's nodes so a long batch does not accumulate them.
+            # Drop this case's nodes (with their display and storage nodes and hierarchy
+            # items) so a long batch does not accumulate them.
             for node in [n for n in (volumeNode,) if n is not None] + _nodes_of_class(scene, "vtkMRMLSegmentationNode"):
-                scene.RemoveNode(node)
+                _remove_with_dependents(scene, node)
         rows.append(row)
     bar.close()
     _write_summary(summaryPath, rows, specNames)
     return rows
+
+
+class _NoBar(list):
+    """Stands in for tqdm where it is missing (Slicer does not bundle it)."""
+
+    def set_postfix_str(self, text):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress_bar(items, show: bool):
+    if show:
+        try:
+            from tqdm import tqdm
+
+            return tqdm(items, unit="case", desc="Segmenting")
+        except ImportError:
+            log.info("tqdm is not installed: no progress bar")
+    return _NoBar(items)
+
+
+def _remove_with_dependents(scene, node) -> None:
+    dependents = [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+    dependents.append(node.GetStorageNode())
+    hierarchy = scene.GetSubjectHierarchyNode()
+    item = hierarchy.GetItemByDataNode(node) if hierarchy is not None else 0
+    if item:
+        hierarchy.RemoveItem(item, False, False)  # the item only; nodes are removed below
+    scene.RemoveNode(node)
+    for dependent in dependents:
+        if dependent is not None and dependent.GetScene() is scene:
+            scene.RemoveNode(dependent)
 
 
 def _nodes_of_class(scene, className):

@@ -6,6 +6,7 @@ so bad input fails fast with a message that says what to do.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -56,6 +57,14 @@ def choose_device(device: str = "auto") -> str:
 
 
 def available_memory_bytes() -> int:
+    """Memory the OS can give us now: Linux MemAvailable (free plus reclaimable page cache)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
@@ -99,22 +108,26 @@ class Segmenter:
         self.mirror = inference.get("mirror", True) if mirror is None else mirror
         self.tile_size = int(inference.get("tile_size", 96))
 
-    def estimate_bytes(self, model_grid_voxels: int) -> int:
+    def estimate_bytes(self, model_grid_shape) -> int:
+        """Peak memory (bytes) to segment a region of this shape (voxels on the model grid)."""
+        voxels = int(np.prod(model_grid_shape))
         classes = self.network.config.num_classes
-        tile = self.tile_size**3
+        tile = int(np.prod([min(int(s), self.tile_size) for s in model_grid_shape]))
         width = max(self.network.config.level_channels())
         # input + probability sums + per-class resampling copies, plus one tile's activations
-        return model_grid_voxels * (4 + 4 * classes * 3) + tile * width * 4 * 6
+        return voxels * (4 + 4 * classes * 3) + tile * width * 4 * 6
 
-    def _to_cpu(self, notes: list[str]) -> None:
-        import torch
-
-        self.network = self.network.to("cpu")
-        self.device = "cpu"
-        torch.cuda.empty_cache()
-        message = "GPU ran out of memory; segmentation was retried on the CPU."
-        log.warning(message)
-        notes.append(message)
+    def check_memory(self, image: sitk.Image, index_box=None) -> None:
+        """Refuse, before any work, a region too large for the memory available now."""
+        corners = physical_corners(image, index_box)
+        extent = corners.max(axis=0) - corners.min(axis=0)
+        shape = np.ceil(extent / np.asarray(self.preprocessing.spacing)).astype(int)
+        needed, free = self.estimate_bytes(shape), available_memory_bytes()
+        if needed > free:
+            raise InputError(
+                f"Segmenting this volume would need about {needed / 2**30:.1f} GiB of memory and {free / 2**30:.1f} GiB "
+                "is available. Restrict it with a region of interest (ROI) around the hippocampi, or crop it first."
+            )
 
     def segment_image(
         self,
@@ -136,26 +149,25 @@ class Segmenter:
             if np.any(stop - start < MIN_VOXELS_PER_AXIS):
                 raise InputError("The region of interest does not overlap the volume (or is too thin). Move or resize it.")
             index_box = (start.tolist(), stop.tolist())
-        corners = physical_corners(image, index_box)
-        extent = corners.max(axis=0) - corners.min(axis=0)
-        voxels = int(np.prod(np.ceil(extent / np.asarray(self.preprocessing.spacing))))
-        needed, free = self.estimate_bytes(voxels), available_memory_bytes()
-        if needed > free:
-            raise InputError(
-                f"Segmenting this volume would need about {needed / 2**30:.1f} GiB of memory and {free / 2**30:.1f} GiB "
-                "is free. Restrict it with a region of interest (ROI) around the hippocampi, or crop it first."
-            )
+        self.check_memory(image, index_box)
         check_finite(sitk.GetArrayViewFromImage(image))
         model_grid = to_model_grid(image, self.preprocessing, index_box)
         volume = normalize_intensity(sitk.GetArrayFromImage(model_grid), self.preprocessing)
         run = dict(mirror=self.mirror, tile_size=self.tile_size, pad_value=self.preprocessing.pad_value, progress=progress, cancelled=cancelled)
+        device = self.device
         try:
-            probabilities = predict_probabilities(self.network, volume, device=self.device, **run)
+            probabilities = predict_probabilities(self.network, volume, device=device, **run)
         except torch.cuda.OutOfMemoryError:
-            self._to_cpu(notes)
-            probabilities = predict_probabilities(self.network, volume, device="cpu", **run)
+            # Retry this image on a CPU copy; the loaded model stays on the GPU for later,
+            # smaller inputs.
+            torch.cuda.empty_cache()
+            device = "cpu"
+            message = "GPU ran out of memory; this volume was segmented on the CPU instead."
+            log.warning(message)
+            notes.append(message)
+            probabilities = predict_probabilities(copy.deepcopy(self.network).to("cpu"), volume, device="cpu", **run)
         reference = sitk.Image(image.GetSize(), sitk.sitkUInt8)
         reference.CopyInformation(image)
         labels = sitk.GetImageFromArray(probabilities_to_input_grid(probabilities, model_grid, reference))
         labels.CopyInformation(image)
-        return SegmentationResult(labels, self.card, self.device, time.time() - started, notes)
+        return SegmentationResult(labels, self.card, device, time.time() - started, notes)

@@ -19,6 +19,7 @@ import SimpleITK as sitk
 
 from . import terminology
 from .preprocess import InputError
+from .resample import RAS_TO_LPS, image_from_ijk_to_ras
 
 log = logging.getLogger("LUnetSegmentation")
 
@@ -27,7 +28,6 @@ log = logging.getLogger("LUnetSegmentation")
 TAG_SOURCE = "LUnetSegmentation.Source"  # value: model id
 TAG_STRUCTURE = "LUnetSegmentation.Structure"  # value: the label's key (its display name)
 ATTRIBUTE_PREFIX = "LUnetSegmentation."
-RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
 
 @dataclass(frozen=True)
@@ -178,16 +178,7 @@ def volumeToImage(volumeNode, available_bytes: int | None = None) -> sitk.Image:
             f"and {available_bytes / 2**30:.1f} GiB is free. Crop it first (Crop Volume module) around the hippocampi."
         )
     voxels = np.array(vtk_to_numpy(scalars), copy=True).reshape(dims[::-1])
-    result = sitk.GetImageFromArray(voxels)
-    matrix = ijk_to_ras(volumeNode)
-    lps = RAS_TO_LPS @ matrix[:3, :3]
-    spacing = np.linalg.norm(lps, axis=0)
-    if np.any(spacing <= 0):
-        raise InputError(f"{volumeNode.GetName()!r} has a zero voxel spacing; its geometry is broken.")
-    result.SetSpacing(spacing.tolist())
-    result.SetDirection((lps / spacing).flatten().tolist())
-    result.SetOrigin((RAS_TO_LPS @ matrix[:3, 3]).tolist())
-    return result
+    return image_from_ijk_to_ras(voxels, ijk_to_ras(volumeNode), volumeNode.GetName())
 
 
 def imageToVolumeNode(scene, image: sitk.Image, name: str = "Volume"):

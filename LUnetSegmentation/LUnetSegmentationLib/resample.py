@@ -12,7 +12,23 @@ import itertools
 import numpy as np
 import SimpleITK as sitk
 
-from .preprocess import PreprocessingConfig
+from .preprocess import InputError, PreprocessingConfig
+
+RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])  # Slicer and NIfTI use RAS, ITK uses LPS
+
+
+def image_from_ijk_to_ras(voxels_kji: np.ndarray, ijk_to_ras: np.ndarray, name: str = "volume") -> sitk.Image:
+    """Voxels (k, j, i order) and a 4x4 IJK-to-RAS matrix (Slicer node, NIfTI affine) -> a
+    SimpleITK image with the same geometry in ITK's LPS convention."""
+    lps = RAS_TO_LPS @ np.asarray(ijk_to_ras, dtype=float)[:3, :3]
+    spacing = np.linalg.norm(lps, axis=0)
+    if np.any(spacing <= 0):
+        raise InputError(f"{name!r} has a zero voxel spacing; its geometry is broken.")
+    image = sitk.GetImageFromArray(np.ascontiguousarray(voxels_kji))
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((lps / spacing).flatten().tolist())
+    image.SetOrigin((RAS_TO_LPS @ np.asarray(ijk_to_ras, dtype=float)[:3, 3]).tolist())
+    return image
 
 
 def _direction(config: PreprocessingConfig) -> np.ndarray:

@@ -12,9 +12,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from .preprocess import InputError
+from .resample import image_from_ijk_to_ras
 
 SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".mgz", ".mgh")
-RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
 
 def case_name(path: str | Path) -> str:
@@ -38,14 +38,8 @@ def _read_mgh(path: Path) -> sitk.Image:
     if data.ndim != 3:
         raise InputError(f"{path.name} has {data.ndim} dimensions {data.shape}; the model needs one 3D volume.")
     affine = np.asarray(loaded.affine, dtype=float)
-    lps = RAS_TO_LPS @ affine[:3, :3]
-    spacing = np.linalg.norm(lps, axis=0)
     # nibabel indexes (i, j, k); ITK arrays are (k, j, i).
-    image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
-    image.SetSpacing(spacing.tolist())
-    image.SetDirection((lps / spacing).flatten().tolist())
-    image.SetOrigin((RAS_TO_LPS @ affine[:3, 3]).tolist())
-    return image
+    return image_from_ijk_to_ras(data.transpose(2, 1, 0), affine, path.name)
 
 
 def readImage(path: str | Path) -> sitk.Image:
