@@ -39,3 +39,33 @@ def test_evaluate_unknown_case_is_an_error(small_dataset):
 
     with pytest.raises(ValueError, match="hippocampus_999"):
         evaluate(small_dataset, case_ids=["hippocampus_999"], printer=None)
+
+
+def test_undefined_hd95_is_null_in_strict_json(hippocampus_dir, tmp_path):
+    """A reference without the posterior label: HD95 is undefined there, written as null (not
+    Infinity, which strict JSON parsers reject) and counted, not silently dropped."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from LUnetSegmentationLib.evaluate import evaluate
+
+    for sub in ("imagesTr", "labelsTr"):
+        (tmp_path / sub).mkdir()
+    shutil.copy(hippocampus_dir / "imagesTr" / "hippocampus_001.nii.gz", tmp_path / "imagesTr" / "case.nii.gz")
+    label = sitk.ReadImage(str(hippocampus_dir / "labelsTr" / "hippocampus_001.nii.gz"))
+    array = sitk.GetArrayFromImage(label)
+    array[array == 2] = 0
+    stripped = sitk.GetImageFromArray(array)
+    stripped.CopyInformation(label)
+    sitk.WriteImage(stripped, str(tmp_path / "labelsTr" / "case.nii.gz"))
+    out = tmp_path / "results.json"
+    evaluate(tmp_path, device="cpu", out=out, printer=None)
+
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    result = json.loads(out.read_text(), parse_constant=refuse)
+    posterior = result["per_label"]["Hippocampus posterior"]
+    assert posterior["hd95"] is None and posterior["hd95_undefined_cases"] == 1
+    assert result["per_case"][0]["Hippocampus posterior"]["hd95"] is None
+    assert result["per_label"]["Hippocampus anterior"]["hd95"] < 5

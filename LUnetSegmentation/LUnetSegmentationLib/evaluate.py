@@ -53,9 +53,15 @@ def evaluate(data_dir, model=None, case_ids=None, device="auto", mirror=None, ou
         per_label[name] = {
             "dice": float(np.mean([r[name]["dice"] for r in rows])),
             "dice_std": float(np.std([r[name]["dice"] for r in rows])),
-            "hd95": float(np.mean(finite)) if finite else float("inf"),
-            "hd95_missing": len(distances) - len(finite),  # cases where one mask was empty
+            # Mean over cases where both masks exist; HD95 is undefined when one is empty, so
+            # those cases are counted beside it rather than hidden.
+            "hd95": float(np.mean(finite)) if finite else None,
+            "hd95_undefined_cases": len(distances) - len(finite),
         }
+    for row in rows:  # strict JSON: an undefined distance is null, not Infinity
+        for name in labels.values():
+            if not math.isfinite(row[name]["hd95"]):
+                row[name]["hd95"] = None
     result = {
         "model": segmenter.card.model_id,
         "model_version": segmenter.card.version,
@@ -73,20 +79,20 @@ def evaluate(data_dir, model=None, case_ids=None, device="auto", mirror=None, ou
         printer(format_table(result))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=1, default=_json_default))
+        Path(out).write_text(json.dumps(result, indent=1, allow_nan=False))
     return result
 
 
-def _json_default(value):
-    return str(value)
+def _mm(value) -> str:
+    return f"{value:>10.2f}mm" if value is not None else f"{'n/a':>12}"
 
 
 def format_table(result: dict) -> str:
     names = list(result["per_label"])
     lines = [f"{'case':<24}" + "".join(f"{n[:22]:>24}" for n in names)]
     for row in result["per_case"]:
-        lines.append(f"{row['case']:<24}" + "".join(f"{row[n]['dice']:>12.3f}{row[n]['hd95']:>10.2f}mm" for n in names))
+        lines.append(f"{row['case']:<24}" + "".join(f"{row[n]['dice']:>12.3f}{_mm(row[n]['hd95'])}" for n in names))
     lines.append("-" * len(lines[0]))
-    lines.append(f"{'mean (Dice, HD95)':<24}" + "".join(f"{result['per_label'][n]['dice']:>12.3f}{result['per_label'][n]['hd95']:>10.2f}mm" for n in names))
+    lines.append(f"{'mean (Dice, HD95)':<24}" + "".join(f"{result['per_label'][n]['dice']:>12.3f}{_mm(result['per_label'][n]['hd95'])}" for n in names))
     lines.append(f"mean Dice over labels and cases: {result['mean_dice']:.4f}  ({result['cases']} cases, model {result['model']}, {result['device']})")
     return "\n".join(lines)

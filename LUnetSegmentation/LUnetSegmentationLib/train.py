@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -79,6 +80,14 @@ def dice_ce_loss(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -
     denominator = probs.sum(dims) + one_hot.sum(dims)
     soft_dice = (2 * intersection + 1e-5) / (denominator + 1e-5)
     return ce + (1 - soft_dice[1:].mean())
+
+
+def _save(obj, path: Path) -> None:
+    """Write via a temporary file and rename, so a run killed mid-save leaves the previous
+    checkpoint intact and resumable."""
+    partial = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, partial)
+    os.replace(partial, path)
 
 
 def _pad_centre(array: np.ndarray, shape: list[int]) -> np.ndarray:
@@ -206,9 +215,9 @@ def train(
             history.append(record)
             if scores["mean_dice"] > best["mean_dice"]:
                 best = {"epoch": epoch + 1, **scores}
-                torch.save(network.state_dict(), out / "best.pt")
-            torch.save(network.state_dict(), out / "last.pt")
-            torch.save(
+                _save(network.state_dict(), out / "best.pt")
+            _save(network.state_dict(), out / "last.pt")
+            _save(
                 {"network": network.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(), "epoch": epoch + 1},
                 checkpoint_path,
             )
