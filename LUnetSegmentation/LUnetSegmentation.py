@@ -44,12 +44,13 @@ class LUnetSegmentation(ScriptedLoadableModule):
         self.parent.dependencies = ["Markups", "Segmentations"]
         self.parent.contributors = ["LUnetSegmentation contributors (" + HOMEPAGE + ")"]
         self.parent.helpText = _(
-            "Segments the hippocampus of a T1-weighted MRI into two editable segments, "
-            "<i>Hippocampus anterior</i> (head) and <i>Hippocampus posterior</i> (body and tail), "
-            "with a compact Lean Unet (LUnet) network.<br><br>"
-            "1. Choose the input T1 volume.<br>"
-            "2. The shipped model was trained on crops around one hippocampus: on a whole-head scan, "
-            "place a region of interest (ROI) box around the hippocampus you want.<br>"
+            "Segments the hippocampus of a T1-weighted MRI into editable segments, anterior (head) "
+            "and posterior (body and tail), with a compact Lean Unet (LUnet) network.<br><br>"
+            "1. Choose the input T1 volume. On a whole-head or whole-brain scan both hippocampi are "
+            "found automatically and written as four segments (left/right, anterior/posterior); a crop "
+            "around one hippocampus is segmented directly.<br>"
+            "2. Optionally place a region of interest (ROI) box: it overrides the automatic "
+            "localization and restricts the work to the box.<br>"
             "3. Choose the device (auto uses the GPU when PyTorch sees one) and the output "
             "segmentation (a new one by default; in an existing one only the segments this module "
             "wrote before are replaced, every other segment is kept).<br>"
@@ -393,7 +394,8 @@ class LUnetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if self._discardRun:
             self._setStatus(_("Segmentation stopped because the scene was closed."))
             return
-        if isinstance(run.error, InterruptedError):
+        if isinstance(run.error, InterruptedError) or run.cancelRequested:
+            # Cancel counts even when the worker finished between the click and this poll.
             self._setStatus(_("Cancelled. Nothing was changed."))
             return
         if run.error is not None:
@@ -415,7 +417,7 @@ class LUnetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if self._parameterNode:
             self._parameterNode.outputSegmentation = segmentationNode
         self._setStatus(self.logic.summary(run.job))
-        self.logic.showResult(segmentationNode, self._parameterNode.inputVolume if self._parameterNode else None)
+        self.logic.showResult(segmentationNode, run.job.volumeNode)  # the volume segmented, not today's selection
 
 
 #
@@ -558,6 +560,8 @@ class LUnetSegmentationTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_SegmentSyntheticVolume()
         self.setUp()
+        self.test_SegmentMRHead()
+        self.setUp()
         self.test_ReplaceOnlyOwnSegments()
         self.setUp()
         self.test_CancelChangesNothing()
@@ -619,6 +623,9 @@ class LUnetSegmentationTest(ScriptedLoadableModuleTest):
         # One segment per label the job reports; each named after a structure of the model card
         # (the whole-brain path may prefix a side, e.g. "Left hippocampus anterior").
         self.assertEqual(set(job.volumes), {segmentation.GetNthSegment(index).GetName() for index in range(segmentation.GetNumberOfSegments())})
+        # Blobs are not anatomy, so the segments may be empty here: this checks the path (names,
+        # colours, terminology, geometry, provenance); test_SegmentMRHead checks real anatomy.
+        self.assertEqual(len(job.volumes), len(card.labels), "one segment per model label")
         voxelVolume = float(np.prod(volumeNode.GetSpacing()))
         for name, volume in job.volumes.items():
             labels = [label for label in card.labels if label["name"].lower() in name.lower()]
@@ -634,6 +641,26 @@ class LUnetSegmentationTest(ScriptedLoadableModuleTest):
         self.assertTrue(any(card.model_id in str(value) for value in attributes.values()), f"provenance names the model: {attributes}")
         self.assertIn(str(job.device), ("cpu",))
         self.delayDisplay(f"Segmented in {seconds:.1f} s: {LUnetSegmentationLogic.summary(job)}")
+
+    def test_SegmentMRHead(self):
+        """Real anatomy: Slicer's MRHead sample (a whole-head T1) gives both hippocampi."""
+        self.delayDisplay("Segmenting the MRHead sample (whole head: both hippocampi found automatically)")
+        try:
+            import SampleData
+
+            volumeNode = SampleData.SampleDataLogic().downloadSample("MRHead")
+        except Exception as error:  # no network: say so rather than fail the other checks
+            self.delayDisplay(f"MRHead sample not available ({error}); real-anatomy check skipped")
+            return
+        started = time.time()
+        job = LUnetSegmentationLogic().prepare(volumeNode, device="cpu")
+        job.compute()
+        job.apply()
+        self.assertEqual(set(job.sideVolumes), {"left", "right"}, "both hippocampi are found")
+        for side, volume in job.sideVolumes.items():
+            # An adult hippocampus is about 2.5 to 5 cm3; allow protocol and resolution effects.
+            self.assertTrue(1500 < volume < 7000, f"{side} hippocampus volume {volume:.0f} mm3 is implausible")
+        self.delayDisplay(f"MRHead segmented in {time.time() - started:.1f} s: {LUnetSegmentationLogic.summary(job)}")
 
     def test_ReplaceOnlyOwnSegments(self):
         self.delayDisplay("Re-running into an existing segmentation keeps the user's segments")

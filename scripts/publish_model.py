@@ -60,8 +60,8 @@ def main() -> None:
         "name": "Hippocampus (anterior/posterior), T1 MRI, LUnet",
         "description": (
             "Segments the hippocampus into anterior (head) and posterior (body and tail) parts in T1-weighted MRI. "
-            "Trained on 1 mm crops around one hippocampus (about 35x50x35 mm); on whole-head scans restrict it "
-            "to a region around each hippocampus."
+            "Trained on 1 mm crops around one hippocampus (about 35x50x35 mm). Whole-head and whole-brain scans are "
+            "localized automatically (both hippocampi, labelled left and right); a region of interest overrides that."
         ),
         "modality": "MRI T1",
         "structures": [entry["name"] for entry in LABELS],
