@@ -190,3 +190,22 @@ def test_prepare_refuses_before_creating_anything(mrml_scene, crop):
     with pytest.raises(InputError, match="Unknown device"):
         api.prepareSegmentation(volume, device="tpu")
     assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 0
+
+
+def test_existing_node_keeps_its_reference_geometry(mrml_scene, crop):
+    """The user's segmentation was made on a coarser 2 mm grid: writing our segments into it
+    must not change the grid they edit on."""
+    import slicer
+
+    image, _ = crop
+    scene = mrml_scene.scene
+    volume = mrml.imageToVolumeNode(scene, image, CASE)
+    coarse = mrml.imageToVolumeNode(scene, sitk.Resample(image, [s // 2 for s in image.GetSize()], sitk.Transform(),
+                                                         sitk.sitkLinear, image.GetOrigin(), [2.0] * 3, image.GetDirection()), "coarse")
+    theirs = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Mine")
+    theirs.SetReferenceImageGeometryParameterFromVolumeNode(coarse)
+    parameter = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    before = theirs.GetSegmentation().GetConversionParameter(parameter)
+    segment(volume, segmentationNode=theirs, device="cpu")
+    assert theirs.GetSegmentation().GetConversionParameter(parameter) == before
+    assert {"Hippocampus anterior", "Hippocampus posterior"} <= set(_segments(theirs))

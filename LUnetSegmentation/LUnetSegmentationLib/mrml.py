@@ -359,6 +359,13 @@ def newSegmentationNode(volumeNode, name: str | None = None):
     return node
 
 
+def _has_reference_geometry(segmentationNode) -> bool:
+    import slicer
+
+    name = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    return bool(segmentationNode.GetSegmentation().GetConversionParameter(name))
+
+
 def writeSegments(segmentationNode, labels: np.ndarray, volumeNode, specs: list[LabelSpec], source: str) -> dict[str, str]:
     """Write one segment per label spec from a label array (KJI, on the volume's grid).
 
@@ -382,7 +389,10 @@ def writeSegments(segmentationNode, labels: np.ndarray, volumeNode, specs: list[
         for i in range(segmentation.GetNumberOfSegments())
         if segmentation.GetNthSegmentID(i) not in own.values()
     }
-    segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+    if not _has_reference_geometry(segmentationNode):
+        # Only a node without one: the geometry of a user's existing segmentation is the grid
+        # they edit on, and changing it under them would resample their later edits.
+        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
     written = {}
     was_modifying = segmentationNode.StartModify()
     try:
