@@ -13,7 +13,11 @@ python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$out/gpu.
 pids=()
 for config in "$@"; do
   name=$(basename "$config" .json)
-  python3 -m LUnetSegmentationLib train --data "$cache" --config "$config" --out "$out/$name" \
+  # A hard stop a little after the budget, so the packing below always runs: the device
+  # machine returns at most 8 files, and nothing at all of a command killed at its limit
+  # except what is already under $OUT.
+  timeout "$(python3 -c "print(int($minutes * 60 + 60))")" \
+    python3 -m LUnetSegmentationLib train --data "$cache" --config "$config" --out "$out/$name" \
       --device cuda --time-budget "$minutes" --quiet > "$out/$name.log" 2>&1 &
   pids+=($!)
 done
