@@ -56,3 +56,24 @@ def test_cli_on_whole_head_and_crop_files(wholebrain_dir, hippocampus_dir, tmp_p
     assert rows["norm"]["mode"] == "whole-head" and float(rows["norm"]["Left hippocampus mm3"]) > 1500
     assert rows["hippocampus_001"]["mode"] == "crop" and float(rows["hippocampus_001"]["Hippocampus anterior mm3"]) > 500
     assert (out / "norm.seg.nrrd").exists() and (out / "hippocampus_001.seg.nrrd").exists()
+
+
+def test_three_millimetre_scan_still_finds_both_hippocampi(wholebrain_dir, tmp_path):
+    """Acceptance includes 3 mm scans: fs_norm resampled to 3 mm, labels compared with
+    FreeSurfer's on its 1 mm grid (measured 0.659; 0.787 at 1 mm, the loss is mostly the
+    3 mm voxels' blockiness)."""
+    from LUnetSegmentationLib import segmentFiles
+
+    reference = sitk.ReadImage(str(wholebrain_dir / "fs_norm" / "aparc.a2009s+aseg.nii.gz"))
+    scan = sitk.ReadImage(str(wholebrain_dir / "fs_norm" / "norm.nii.gz"))
+    size = [int(round(n * s / 3.0)) for n, s in zip(scan.GetSize(), scan.GetSpacing())]
+    coarse = sitk.Resample(scan, size, sitk.Transform(), sitk.sitkLinear, scan.GetOrigin(), [3.0] * 3, scan.GetDirection())
+    sitk.WriteImage(coarse, str(tmp_path / "norm3mm.nii.gz"))
+    rows = segmentFiles([tmp_path / "norm3mm.nii.gz"], tmp_path / "out", device="cpu", labelmap=True)
+    assert rows[0]["status"] == "ok" and rows[0]["mode"] == "whole-head", rows
+    labels = sitk.ReadImage(str(tmp_path / "out" / "norm3mm.nii.gz"))
+    assert labels.GetSize() == coarse.GetSize()  # on the input's own 3 mm grid
+    ours = sitk.GetArrayFromImage(sitk.Resample(labels, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    theirs = sitk.GetArrayFromImage(reference)
+    assert dice(np.isin(ours, (1, 2)), theirs == 17) > 0.5
+    assert dice(np.isin(ours, (3, 4)), theirs == 53) > 0.5
