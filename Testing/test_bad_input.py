@@ -215,3 +215,17 @@ def test_unknown_model_names_the_known_ones():
 def test_card_in_tmp_is_a_real_copy(model_copy):
     card_path, _ = model_copy
     assert json.loads(card_path.read_text())["id"] == "hippocampus-lunet"
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".mgz"])
+def test_truncated_compressed_file_is_refused_not_read_as_zeros(tmp_path, wholebrain_dir, suffix):
+    # ITK reads a truncated .nii.gz without error and fills the missing voxels with zeros:
+    # a half-black brain would then be segmented as if it were whole.
+    from LUnetSegmentationLib.volumeio import readImage
+
+    source = wholebrain_dir / "fs_norm" / f"norm{suffix}"
+    truncated = tmp_path / f"truncated{suffix}"
+    truncated.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
+    with pytest.raises(InputError, match="damaged .*ends early"):
+        readImage(truncated)
+    assert readImage(source).GetSize() == (256, 256, 256)

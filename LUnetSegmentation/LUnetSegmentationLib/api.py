@@ -123,7 +123,8 @@ def _computeLabels(loaded: _LoadedModel, image: sitk.Image, indexBox, progress, 
 # ----------------------------------------------------------------------------- checks
 
 
-def _check_voxels(image: sitk.Image, name: str) -> None:
+def checkVoxels(image: sitk.Image, name: str) -> None:
+    """Refuse a volume the model cannot use (not 3D, NaN, constant) with a message that says why."""
     from .engine import check_image
     from .preprocess import check_finite
 
@@ -236,7 +237,7 @@ def prepareSegmentation(volumeNode, segmentationNode=None, model=None, device="a
     mrml.check_segmentation_node(segmentationNode, volumeNode)
     indexBox = mrml.roiToIndexBox(roiNode, volumeNode) if roiNode is not None else None
     image = mrml.volumeToImage(volumeNode)
-    _check_voxels(image, volumeNode.GetName())
+    checkVoxels(image, volumeNode.GetName())
     loaded = getSegmenter(model, device)
     from .localize import looks_like_crop
 
@@ -332,7 +333,7 @@ def segmentFiles(inputPaths, outputDir, model=None, device="auto", labelmap=Fals
         volumeNode = None
         try:
             image = readImage(inputPath)
-            _check_voxels(image, case)
+            checkVoxels(image, case)
             volumeNode = mrml.imageToVolumeNode(scene, image, case)
             job = prepareSegmentation(volumeNode, model=model, device=device, roiNode=roiNode)
             job.compute()

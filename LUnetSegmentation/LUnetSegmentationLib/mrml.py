@@ -27,6 +27,7 @@ log = logging.getLogger("LUnetSegmentation")
 # a re-run replaces exactly them and leaves every other segment (the user's edits) alone.
 TAG_SOURCE = "LUnetSegmentation.Source"  # value: model id
 TAG_STRUCTURE = "LUnetSegmentation.Structure"  # value: the label's key (its display name)
+TAG_LABEL_VALUE = "LUnetSegmentation.LabelValue"  # value: the model's label value, for labelmap export
 ATTRIBUTE_PREFIX = "LUnetSegmentation."
 
 
@@ -256,7 +257,7 @@ def roiToIndexBox(roiNode, volumeNode) -> tuple[list[int], list[int]]:
 # ----------------------------------------------------------------------------- labels -> segments
 
 
-def _segment_tag(segment, key: str) -> str | None:
+def segment_tag(segment, key: str) -> str | None:
     import vtk
 
     if not segment.HasTag(key):
@@ -272,8 +273,8 @@ def own_segment_ids(segmentationNode) -> dict[str, str]:
     found = {}
     for index in range(segmentation.GetNumberOfSegments()):
         segment = segmentation.GetNthSegment(index)
-        if _segment_tag(segment, TAG_SOURCE) is not None:
-            found[_segment_tag(segment, TAG_STRUCTURE) or segment.GetName()] = segmentation.GetNthSegmentID(index)
+        if segment_tag(segment, TAG_SOURCE) is not None:
+            found[segment_tag(segment, TAG_STRUCTURE) or segment.GetName()] = segmentation.GetNthSegmentID(index)
     return found
 
 
@@ -407,7 +408,7 @@ def writeSegments(segmentationNode, labels: np.ndarray, volumeNode, specs: list[
             segment.SetColor(*spec.color)
             segment.SetTag(TAG_SOURCE, source)
             segment.SetTag(TAG_STRUCTURE, key)
-            segment.SetTag("LUnetSegmentation.LabelValue", str(spec.value))
+            segment.SetTag(TAG_LABEL_VALUE, str(spec.value))
             if spec.terminology:
                 segment.SetTerminology(spec.terminology)
             mask = _oriented_mask(labels == spec.value, image_to_world)
@@ -452,7 +453,15 @@ def segmentArray(segmentationNode, segmentId: str, volumeNode) -> np.ndarray:
         dims = labelmap.GetImageData().GetDimensions()
         return (vtk_to_numpy(labelmap.GetImageData().GetPointData().GetScalars()).reshape(dims[::-1]) > 0).astype(np.uint8)
     finally:
+        # The export also adds a display node and a colour table for the labelmap: remove them
+        # too, or every measurement (the web panel measures after each edit) leaves two nodes.
+        display = labelmap.GetDisplayNode()
+        color = display.GetColorNode() if display is not None else None
         scene.RemoveNode(labelmap)
+        if display is not None:
+            scene.RemoveNode(display)
+        if color is not None and not color.GetSingletonTag():
+            scene.RemoveNode(color)
 
 
 def writeSegmentationFile(segmentationNode, path) -> None:

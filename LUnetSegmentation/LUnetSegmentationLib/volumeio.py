@@ -42,12 +42,31 @@ def _read_mgh(path: Path) -> sitk.Image:
     return image_from_ijk_to_ras(data.transpose(2, 1, 0), affine, path.name)
 
 
+def _check_gzip_complete(path: Path) -> None:
+    """ITK reads a truncated .nii.gz without complaint (the missing voxels come back as zeros),
+    so read the compressed stream to its end once first."""
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 22):
+                pass
+    except (EOFError, OSError, zlib.error) as error:
+        raise InputError(
+            f"Cannot read {path.name}: it is damaged (its compressed data {'ends early' if isinstance(error, EOFError) else 'is corrupt'}). "
+            "Copy or download it again."
+        ) from error
+
+
 def readImage(path: str | Path) -> sitk.Image:
     """An MRI file as a SimpleITK image; a clear error when the file is missing or unreadable."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No such file: {path}")
     try:
+        if path.name.lower().endswith((".gz", ".mgz")):
+            _check_gzip_complete(path)
         if path.name.lower().endswith((".mgz", ".mgh")):
             return _read_mgh(path)
         return sitk.ReadImage(str(path))
