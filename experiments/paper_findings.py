@@ -124,6 +124,8 @@ def planned_models(args) -> dict[str, NetworkConfig]:
 def base_config(args, seed: int) -> TrainConfig:
     config = load_config(args.config)
     config.epochs = args.epochs
+    # A short budget must not spend most of itself warming up (5 warm-up epochs of 6 would).
+    config.warmup_epochs = min(config.warmup_epochs, args.epochs // 10)
     config.seed = seed
     config.validate_every = args.epochs  # validate the final model only: cheaper, no selection
     config.max_cases = args.max_cases
