@@ -38,6 +38,8 @@ LIB_ALLOWED_THIRD_PARTY = SLICER_BUNDLED | {"torch"}
 # before PyTorch is known to be installed: none of them may pull torch in at import time.
 LIGHT_ENTRY_POINTS = ["__init__", "api", "weights", "mrml", "terminology", "volumeio"]
 SKIPPED_DIRS = {"__pycache__"}
+# The optional web app (trame-slicer, its own environment): not part of the Slicer extension.
+NOT_IN_EXTENSION = "LUnetSegmentationLib/web/"
 
 
 def load_script(name: str):
@@ -81,6 +83,8 @@ def files_on_disk() -> set[str]:
         relative = path.relative_to(MODULE_DIR)
         if any(part in SKIPPED_DIRS or part.endswith(".egg-info") for part in relative.parts):
             continue
+        if relative.as_posix().startswith(NOT_IN_EXTENSION):
+            continue
         if path.is_file() and relative.name != "CMakeLists.txt":
             found.add(relative.as_posix())
     return found
@@ -97,6 +101,28 @@ def test_every_module_file_is_listed_and_every_listed_file_exists():
     assert not unlisted, f"files under {MODULE_NAME}/ that the Extension Manager build would leave out (add them to {MODULE_NAME}/CMakeLists.txt): {unlisted}"
     absent = sorted(set(listed) - on_disk)
     assert not absent, f"{MODULE_NAME}/CMakeLists.txt lists files that do not exist: {absent}"
+
+
+def test_extension_files_never_import_the_web_app():
+    """The desktop extension must work without trame-slicer or the web folder: the only import
+    of `web` is the `serve` command's, which turns an ImportError into advice."""
+    found = []
+    for name in make_package.module_files():
+        if name.endswith(".py"):
+            for line in (MODULE_DIR / name).read_text().splitlines():
+                if re.match(r"\s*(from|import)\s+(\.|LUnetSegmentationLib\.)?web\b", line):
+                    found.append((name, line.strip()))
+    assert found == [("LUnetSegmentationLib/cli.py", "from .web.app import serve")]
+
+
+def test_serve_without_the_web_environment_says_how_to_get_it(capsys):
+    pytest.importorskip("slicer")  # the main environment: no trame-slicer there
+    if importlib.util.find_spec("trame_slicer") is not None:
+        pytest.skip("this environment has trame-slicer")
+    from LUnetSegmentationLib import cli
+
+    assert cli.main(["serve", "--port", "1"]) == 2
+    assert "setup_web_env.sh" in capsys.readouterr().err
 
 
 def test_listed_files_cover_each_kind():

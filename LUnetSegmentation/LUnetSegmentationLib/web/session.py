@@ -1,0 +1,242 @@
+"""What the web panel does, without the web: load a case, segment it, measure and save it.
+
+Works on any MRML scene that has the Slicer module logics registered (trame-slicer's
+SlicerApp in the web app, `mrml.createHeadlessScene()` in tests), so it is tested without a
+browser. Every step either completes or leaves the scene as it was: a file that cannot be
+loaded adds no node, a segmentation that fails writes nothing, and saving never replaces an
+existing file.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .. import api, mrml
+from ..preprocess import InputError
+from ..volumeio import SUFFIXES, case_name, readImage, writeLabelmap
+
+# Volume formats a user can open; .seg.nrrd is an output, not an input.
+INPUT_SUFFIXES = tuple(s for s in SUFFIXES if s != ".seg.nrrd")
+DEFAULT_MAX_UPLOAD_MB = 512  # a 1 mm float32 whole head is ~30 MB; 512 MB leaves room for 7T data
+
+
+def check_upload(name: str, size: int, max_bytes: int) -> None:
+    """Refuse an upload by its name and size before it is written anywhere."""
+    lowered = name.lower()
+    if lowered.endswith(".seg.nrrd"):
+        raise InputError(f"{name} is a segmentation, not an MRI volume. Open the T1 volume it was made from.")
+    if not lowered.endswith(INPUT_SUFFIXES):
+        raise InputError(
+            f"{name} is not a supported volume file. Open a 3D T1 MRI as "
+            f"{', '.join(INPUT_SUFFIXES)} (a DICOM series can be converted to NIfTI with dcm2niix)."
+        )
+    if lowered.endswith((".mhd", ".nhdr")):
+        raise InputError(
+            f"{name} keeps its voxels in a separate file, which an upload does not bring along. "
+            "Upload a single-file .mha, .nrrd or .nii.gz, or give the path on the command line."
+        )
+    if size <= 0:
+        raise InputError(f"{name} is empty (0 bytes). Check that the file was copied completely.")
+    if size > max_bytes:
+        raise InputError(
+            f"{name} is {size / 2**20:.1f} MB, more than this server accepts ({max_bytes / 2**20:.1f} MB). "
+            "Give its path on the command line instead, or start the server with a larger --max-upload-mb."
+        )
+
+
+@dataclass
+class Case:
+    """One loaded volume and the segmentation shown and edited with it."""
+
+    name: str
+    volumeNode: object
+    segmentationNode: object
+    inputPath: Path | None  # None for an upload: there is no folder of the user's to save next to
+    voxelVolume: float  # mm3 of one voxel of the input volume
+
+
+@dataclass
+class SegmentRow:
+    segmentId: str
+    name: str
+    color: str  # '#rrggbb'
+    labelValue: int
+    volumeMm3: float
+
+
+def _window_level(volumeNode) -> None:
+    """Robust display range (1st-99.5th percentile) so that every MRI opens readable."""
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    voxels = vtk_to_numpy(volumeNode.GetImageData().GetPointData().GetScalars())
+    low, high = np.percentile(voxels[:: max(1, voxels.size // 1_000_000)], [1, 99.5])
+    display = volumeNode.GetDisplayNode()
+    if display is not None and high > low:
+        display.AutoWindowLevelOff()
+        display.SetWindowLevelMinMax(float(low), float(high))
+
+
+def _free_path(folder: Path, stem: str, suffix: str) -> Path:
+    """folder/stem+suffix, or stem-2, stem-3 ... if taken: saving never replaces a file."""
+    candidate = folder / f"{stem}{suffix}"
+    number = 2
+    while candidate.exists():
+        candidate = folder / f"{stem}-{number}{suffix}"
+        number += 1
+    return candidate
+
+
+class WebSession:
+    """The state behind one web panel: the current case and what can be done with it."""
+
+    def __init__(self, scene):
+        self.scene = scene
+        self.case: Case | None = None
+
+    # ------------------------------------------------------------------ loading
+
+    def load(self, path: str | Path, displayName: str | None = None, fromUpload: bool = False) -> Case:
+        """Read a volume file into the scene as the current case, with an empty segmentation.
+
+        Everything is checked before the first node is added, so a bad file leaves the scene
+        and the current case as they were. Earlier cases stay in the scene (nothing is lost).
+        """
+        path = Path(path)
+        name = case_name(displayName or path.name)
+        if not (displayName or path.name).lower().endswith(INPUT_SUFFIXES):
+            raise InputError(f"{displayName or path.name} is not a supported volume file ({', '.join(INPUT_SUFFIXES)}).")
+        image = readImage(path)
+        if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+            image = image[:, :, :, 0]
+        if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+            raise InputError(
+                f"{displayName or path.name} is a {image.GetDimension()}D image with "
+                f"{image.GetNumberOfComponentsPerPixel()} component(s) per voxel; open one 3D scalar T1 volume "
+                "(for a 4D series, extract the volume you want first)."
+            )
+        api.checkVoxels(image, name)
+        volumeNode = mrml.imageToVolumeNode(self.scene, image, name)
+        _window_level(volumeNode)
+        segmentationNode = mrml.newSegmentationNode(volumeNode, f"{name} segmentation")
+        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+        self.case = Case(
+            name=name,
+            volumeNode=volumeNode,
+            segmentationNode=segmentationNode,
+            inputPath=None if fromUpload else path.resolve(),
+            voxelVolume=float(np.prod(image.GetSpacing())),
+        )
+        return self.case
+
+    def loadUpload(self, name: str, content: bytes, maxBytes: int) -> Case:
+        """An uploaded file: checked by name and size, read from a private temporary copy."""
+        check_upload(name, len(content), maxBytes)
+        with tempfile.TemporaryDirectory(prefix="lunet-upload-") as folder:
+            path = Path(folder) / Path(name).name  # never a path the client chose
+            path.write_bytes(content)
+            return self.load(path, displayName=name, fromUpload=True)
+
+    # ------------------------------------------------------------------ segmenting
+
+    def _current(self) -> Case:
+        if self.case is None:
+            raise InputError("No volume is loaded. Open a T1 MRI first.")
+        return self.case
+
+    def prepare(self, model: str | None = None, device: str = "auto") -> api.SegmentationJob:
+        """Check the case and load the model (main thread); `job.compute()` may then run anywhere."""
+        case = self._current()
+        return api.prepareSegmentation(case.volumeNode, case.segmentationNode, model=model, device=device)
+
+    def finish(self, job: api.SegmentationJob) -> list[SegmentRow]:
+        """Write the computed segments into the case's segmentation (main thread)."""
+        job.apply()
+        return self.segmentRows()
+
+    # ------------------------------------------------------------------ measuring
+
+    def segmentRows(self) -> list[SegmentRow]:
+        """Every segment of the current case with its volume now (after any edits)."""
+        if self.case is None:
+            return []
+        case = self.case
+        segmentation = case.segmentationNode.GetSegmentation()
+        rows = []
+        for index in range(segmentation.GetNumberOfSegments()):
+            segmentId = segmentation.GetNthSegmentID(index)
+            segment = segmentation.GetSegment(segmentId)
+            voxels = int(mrml.segmentArray(case.segmentationNode, segmentId, case.volumeNode).sum())
+            color = "#" + "".join(f"{round(c * 255):02x}" for c in segment.GetColor())
+            value = mrml.segment_tag(segment, mrml.TAG_LABEL_VALUE)
+            rows.append(SegmentRow(segmentId, segment.GetName(), color, int(value) if value else 0, voxels * case.voxelVolume))
+        return rows
+
+    def segmentCentre(self, segmentId: str) -> list[float] | None:
+        """RAS centre of a segment's voxels (None if empty), to bring it into the slice views.
+        (A segment's own bounds are those of the labelmap layer it shares with the others.)"""
+        case = self._current()
+        voxels = np.argwhere(mrml.segmentArray(case.segmentationNode, segmentId, case.volumeNode) > 0)
+        if not len(voxels):
+            return None
+        k, j, i = voxels.mean(axis=0)
+        return [float(v) for v in (mrml.ijk_to_ras(case.volumeNode) @ [i, j, k, 1.0])[:3]]
+
+    def labelImage(self) -> sitk.Image:
+        """All segments as one label image on the input's grid: the model's label values for
+        our segments, the next free values for segments the user added."""
+        case = self._current()
+        rows = self.segmentRows()
+        if not rows:
+            raise InputError("There is nothing to save yet: press Segment (or paint a segment) first.")
+        used = {row.labelValue for row in rows if row.labelValue}
+        nextValue = max(used, default=0) + 1
+        reference = mrml.volumeToImage(case.volumeNode)
+        labels = np.zeros(sitk.GetArrayViewFromImage(reference).shape, np.uint8)
+        for row in rows:
+            value = row.labelValue
+            if not value:
+                value, nextValue = nextValue, nextValue + 1
+            labels[mrml.segmentArray(case.segmentationNode, row.segmentId, case.volumeNode) > 0] = value
+        image = sitk.GetImageFromArray(labels)
+        image.CopyInformation(reference)
+        return image
+
+    # ------------------------------------------------------------------ saving
+
+    def saveNextToInput(self) -> tuple[Path, Path]:
+        """Write <case>.lunet.seg.nrrd and <case>.lunet-labels.nii.gz beside the input file."""
+        case = self._current()
+        if case.inputPath is None:
+            raise InputError("This volume was uploaded, so there is no folder of yours to save into: use Download.")
+        return self.saveTo(case.inputPath.parent)
+
+    def saveTo(self, folder: Path) -> tuple[Path, Path]:
+        case = self._current()
+        labels = self.labelImage()  # refuses an empty result before any file is written
+        segPath = _free_path(folder, f"{case.name}.lunet", ".seg.nrrd")
+        labelPath = _free_path(folder, f"{case.name}.lunet-labels", ".nii.gz")
+        try:
+            mrml.writeSegmentationFile(case.segmentationNode, segPath)
+            writeLabelmap(labels, labelPath)
+        except OSError as error:
+            raise InputError(f"Could not save into {folder}: {error.strerror or error}. Use Download instead.") from error
+        finally:
+            # The storage node now points at segPath; a later save must not write there again.
+            storage = case.segmentationNode.GetStorageNode()
+            if storage is not None:
+                storage.SetFileName("")
+        return segPath, labelPath
+
+    def downloadBytes(self) -> dict[str, bytes]:
+        """{file name: content} of the .seg.nrrd and the labelmap, for the browser to download."""
+        case = self._current()
+        with tempfile.TemporaryDirectory(prefix="lunet-download-") as folder:
+            segPath, labelPath = self.saveTo(Path(folder))
+            return {
+                f"{case.name}.lunet.seg.nrrd": segPath.read_bytes(),
+                f"{case.name}.lunet-labels.nii.gz": labelPath.read_bytes(),
+            }
