@@ -45,6 +45,40 @@ def _segment(args) -> int:
     return 1 if failed else 0
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: only "localhost" is known to stay on this machine
+        return False
+
+
+def _serve(args) -> int:
+    try:
+        from .web.app import serve
+    except ImportError as error:
+        print(
+            f"error: the web app needs the optional web environment ({error.name or error} is missing). "
+            "Run `bash scripts/setup_web_env.sh`, then `.venv-web/bin/python -m LUnetSegmentationLib serve ...`.",
+            file=sys.stderr,
+        )
+        return 2
+    if not _is_loopback(args.host):
+        # Anyone who can reach this address can upload files and read results: say so loudly.
+        print(
+            f"WARNING: listening on {args.host}, not on this machine's loopback: anyone who can reach "
+            f"{args.host}:{args.port} can upload scans and download results. There is no login; use an SSH "
+            "tunnel to 127.0.0.1 instead where you can.",
+            file=sys.stderr,
+        )
+    serve(args.inputs, host=args.host, port=args.port, model=args.model, device=args.device,
+          maxUploadMb=args.max_upload_mb, openBrowser=args.open_browser)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m LUnetSegmentationLib", description=__doc__)
     parser.add_argument("--verbose", action="store_true")
@@ -77,6 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--model", default=None)
     segment.add_argument("--quiet", action="store_true")
     segment.set_defaults(run=_segment)
+
+    serve = commands.add_parser("serve", help="the one-click panel as a local web app (needs .venv-web)")
+    serve.add_argument("inputs", nargs="*", help="volumes to open at start (saved next to themselves)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    serve.add_argument("--model", default=None)
+    serve.add_argument("--max-upload-mb", type=float, default=512, help="largest upload accepted (MB)")
+    serve.add_argument("--open-browser", action="store_true")
+    serve.set_defaults(run=_serve)
     return parser
 
 
