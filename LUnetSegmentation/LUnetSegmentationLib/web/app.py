@@ -132,7 +132,8 @@ class LUnetWebApp:
                 self.layoutButton = LayoutButton(classes="mt-1")
                 SegmentEditorToolbarUI(editor_ui=self.editorUi)
             with self.layout.undo_redo:
-                SegmentEditorUndoRedoUI(editor_ui=self.editorUi, v_if=(f"{viewer.name.active_tool} === '{EDITOR}'",))
+                # Always there: the effect buttons in the toolbar edit from either panel.
+                SegmentEditorUndoRedoUI(editor_ui=self.editorUi)
             with self.layout.content:
                 self.layoutLogic.layout_manager.initialize_layout_grid(self.layout)
 
@@ -326,7 +327,7 @@ class LUnetWebApp:
         centre = self.session.segmentCentre(rows[0].segmentId) if rows else None
         if centre is not None:
             for node in self.slicer.scene.GetNodesByClass("vtkMRMLSliceNode"):
-                node.JumpSliceByOffsetting(*centre)
+                node.JumpSliceByCentering(*centre)
         for view in self.slicer.view_manager.get_threed_views():
             view.fit_view_to_content()
 
