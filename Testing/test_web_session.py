@@ -82,7 +82,11 @@ def test_bad_files_add_nothing_and_keep_the_current_case(mrml_scene, crop, tmp_p
         assert session.case is case
     with pytest.raises(InputError, match="not a supported volume"):
         session.loadUpload("scan.txt", b"hello", maxBytes=MB)
-    assert session.case is case
+    earlier_output = tmp_path / "hippocampus_001.lunet.seg.nrrd"
+    earlier_output.write_bytes(b"not read")
+    with pytest.raises(InputError, match="is a segmentation"):
+        session.load(earlier_output)
+    assert session.case is case and _node_ids(mrml_scene.scene) == before
 
 
 def test_segment_measure_and_save_without_overwriting(segmented, crop, hippocampus_dir):
@@ -104,6 +108,9 @@ def test_segment_measure_and_save_without_overwriting(segmented, crop, hippocamp
     assert seg1.parent == crop.parent and seg1.name == "hippocampus_001.lunet.seg.nrrd"
     assert seg2.name == "hippocampus_001.lunet-2.seg.nrrd" and labels2.name == "hippocampus_001.lunet-labels-2.nii.gz"
     assert seg1.read_bytes() and seg2.read_bytes()
+    seg2.unlink()  # with only one file of a pair left, the next save still takes a fresh pair
+    seg3, labels3 = segmented.saveNextToInput()
+    assert (seg3.name, labels3.name) == ("hippocampus_001.lunet-3.seg.nrrd", "hippocampus_001.lunet-labels-3.nii.gz")
     labels = sitk.ReadImage(str(labels1))
     original = sitk.ReadImage(str(crop))
     assert labels.GetSize() == original.GetSize()
@@ -153,6 +160,16 @@ def test_failed_segmentation_changes_nothing(segmented, tmp_path):
     assert _node_ids(scene) == nodes  # measuring (segmentRows) adds no nodes either
     assert [(row.segmentId, row.volumeMm3) for row in segmented.segmentRows()] == before
     assert _node_ids(scene) == nodes
+
+
+def test_cancelled_run_changes_nothing(segmented):
+    before = [(row.segmentId, row.volumeMm3) for row in segmented.segmentRows()]
+    nodes = _node_ids(segmented.scene)
+    job = segmented.prepare(device="cpu")
+    with pytest.raises(InterruptedError):
+        job.compute(cancelled=lambda: True)
+    assert [(row.segmentId, row.volumeMm3) for row in segmented.segmentRows()] == before
+    assert _node_ids(segmented.scene) == nodes
 
 
 def test_uploaded_case_downloads_instead_of_saving(mrml_scene, crop):

@@ -19,8 +19,9 @@ fi
 if [ "${1:-}" = "--with-browser" ] && ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null
+    # A fresh machine may still be running its own apt job: wait for the lock, retry once.
+    apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null || { sleep 20; apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null; }
+    apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends chromium chromium-driver >/dev/null
   else
     echo "The browser tests need Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2
     exit 1

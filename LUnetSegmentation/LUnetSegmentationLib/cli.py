@@ -45,20 +45,9 @@ def _segment(args) -> int:
     return 1 if failed else 0
 
 
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: only "localhost" is known to stay on this machine
-        return False
-
-
 def _serve(args) -> int:
     try:
-        from .web.app import serve
+        from .web.app import is_loopback, serve
     except ImportError as error:
         print(
             f"error: the web app needs the optional web environment ({error.name or error} is missing). "
@@ -66,7 +55,7 @@ def _serve(args) -> int:
             file=sys.stderr,
         )
         return 2
-    if not _is_loopback(args.host):
+    if not is_loopback(args.host):
         # Anyone who can reach this address can upload files and read results: say so loudly.
         print(
             f"WARNING: listening on {args.host}, not on this machine's loopback: anyone who can reach "

@@ -16,7 +16,26 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]  # Testing/conftest.py (data fixtures) applies here too
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("LUNET_DATA", REPO.parent / "shared" / "data"))
+
+
+# The browser tests exist to open real MRI: without the data they fail (the main suite's
+# fixtures of the same names skip instead), so a green run always means they ran.
+@pytest.fixture(scope="session")
+def hippocampus_dir() -> Path:
+    path = DATA / "Task04_Hippocampus"
+    if not (path / "imagesTr").is_dir():
+        pytest.fail(f"Decathlon hippocampus data not found at {path} (set LUNET_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def wholebrain_dir() -> Path:
+    path = DATA / "wholebrain"
+    if not path.is_dir():
+        pytest.fail(f"whole-brain data not found at {path} (set LUNET_DATA)")
+    return path
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -155,3 +155,59 @@ def test_whole_head_from_the_command_line_segment_save_edit_download(start_serve
 
     toolbar_button(browser, "mdi-undo").click()
     wait_for(lambda: segment_table(browser) == table, 30, "undo to restore the table", browser)
+
+
+def test_upload_and_bad_uploads_change_nothing(start_server, browser, tmp_path, hippocampus_dir, wholebrain_dir,
+                                               screenshots):
+    server = start_server("--max-upload-mb", "1")
+    open_page(browser, server)
+    assert text(browser, "lunet-case") == "No volume loaded"
+    crop = hippocampus_dir / "imagesTr" / "hippocampus_001.nii.gz"
+    upload(browser, crop)
+    wait_for(lambda: text(browser, "lunet-case") == "hippocampus_001", 60, "the upload", browser)
+    table = press_segment(browser)
+    assert sorted(table) == ["Hippocampus anterior", "Hippocampus posterior"], table
+    assert all(300 < v < 3000 for v in table.values()), table
+    assert not browser.find_elements(By.ID, "lunet-save")  # an upload has no folder of the user's
+    assert browser.find_element(By.ID, "lunet-download-seg").is_enabled()
+
+    not_mri = tmp_path / "notes.txt"
+    not_mri.write_text("not an image")
+    damaged = tmp_path / "damaged.nii.gz"
+    damaged.write_bytes(crop.read_bytes()[:2000])
+    too_big = wholebrain_dir / "fs_norm" / "norm.nii.gz"  # 1.3 MB > the 1 MB limit
+    assert too_big.stat().st_size > 2**20
+    for path, message in ((not_mri, "not a supported volume"), (damaged, "damaged"),
+                          (too_big, "1.3 MB, more than this server accepts (1.0 MB)")):
+        upload(browser, path)
+        wait_for(lambda: message in text(browser, "lunet-error"), 60, f"the error for {path.name}", browser)
+        browser.save_screenshot(str(screenshots / f"02-refused-{path.name}.png"))
+        assert text(browser, "lunet-case") == "hippocampus_001"
+        assert segment_table(browser) == table
+        browser.find_element(By.CSS_SELECTOR, "#lunet-error .v-alert__close button, #lunet-error button").click()
+        wait_for(lambda: not browser.find_elements(By.ID, "lunet-error"), 10, "the error to close")
+
+
+def test_failed_segmentation_keeps_the_volume_and_earlier_results(start_server, browser, tmp_path, hippocampus_dir):
+    from LUnetSegmentationLib.weights import find_model
+
+    card = find_model(None)
+    broken = tmp_path / "broken_model"
+    broken.mkdir()
+    shutil.copy(card.path, broken / card.path.name)
+    (broken / card.weights_path.name).write_bytes(card.weights_path.read_bytes()[:5000])  # truncated weights
+    crop = tmp_path / "hippocampus_004.nii.gz"
+    shutil.copy(hippocampus_dir / "imagesTr" / crop.name, crop)
+    server = start_server(crop, "--model", broken / card.path.name)
+    open_page(browser, server)
+
+    assert press_segment(browser) == {}  # the broken model is the one chosen on the command line
+    assert "corrupt or truncated" in text(browser, "lunet-error")
+    assert "unchanged" in text(browser, "lunet-status")
+    choose_model(browser, "LUnet", unless=".json")  # the shipped model
+    good = press_segment(browser)
+    assert sorted(good) == ["Hippocampus anterior", "Hippocampus posterior"], good
+    choose_model(browser, f"({card.path.name})")  # the broken one again
+    assert press_segment(browser) == good
+    assert "corrupt or truncated" in text(browser, "lunet-error")
+    assert text(browser, "lunet-case") == "hippocampus_004"

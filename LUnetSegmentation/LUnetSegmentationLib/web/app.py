@@ -43,7 +43,7 @@ from trame_slicer.core import SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 
 from ..preprocess import InputError
-from .session import DEFAULT_MAX_UPLOAD_MB, INPUT_SUFFIXES, WebSession
+from .session import DEFAULT_MAX_UPLOAD_MB, UPLOAD_SUFFIXES, WebSession
 
 log = logging.getLogger("LUnetSegmentation.web")
 
@@ -88,6 +88,8 @@ class LUnetWebApp:
         self._progress = 0.0
         self._cancel = False
         self._refresh_task: asyncio.Task | None = None
+        self._running = False  # a segmentation or an upload is in progress
+        self._upload_bytes = 0
 
         self.layoutLogic = LayoutButtonLogic(self.server, self.slicer)
         self.editorLogic = SegmentEditorLogic(self.server, self.slicer)
@@ -165,7 +167,7 @@ class LUnetWebApp:
             with VCardText():
                 html.Div("{{ lunet_case || 'No volume loaded' }}", id="lunet-case", classes="text-subtitle-1 mb-2")
                 VFileInput(
-                    label="Open a T1 MRI", accept=",".join(INPUT_SUFFIXES), change=pick, disabled=("lunet_busy",),
+                    label="Open a T1 MRI", accept=",".join(UPLOAD_SUFFIXES), change=pick, disabled=("lunet_busy",),
                     prepend_icon="mdi-file-upload", density="compact", hide_details=True, id="lunet-upload",
                     multiple=False,
                 )
@@ -224,17 +226,29 @@ class LUnetWebApp:
 
     async def _on_upload_chunk(self, files):
         # trame-slicer's loader sends the files in chunks, then an empty list to say "done".
+        # Chunks past the size limit are dropped as they come, not kept until the end.
         if files:
-            self._uploaded.extend(files)
+            self._upload_bytes += sum(int(f.get("size") or 0) for f in files)
+            if self._upload_bytes <= self.maxUploadBytes and not self._running:
+                self._uploaded.extend(files)
             return
         uploaded, self._uploaded = self._uploaded, []
+        total, self._upload_bytes = self._upload_bytes, 0
         state = self.server.state
         try:
+            if self._running:
+                raise InputError("A segmentation is running: open the next volume when it has finished.")
+            if total > self.maxUploadBytes:
+                raise InputError(f"The upload is {total / 2**20:.1f} MB, more than this server accepts "
+                                 f"({self.maxUploadBytes / 2**20:.1f} MB). Give its path on the command line "
+                                 "instead, or start the server with a larger --max-upload-mb.")
             if len(uploaded) != 1:
                 raise InputError(f"Open one volume file at a time ({len(uploaded)} were sent).")
             from trame.app.file_upload import ClientFile
 
             upload = ClientFile(uploaded[0])
+            if not upload.content:
+                raise InputError(f"{upload.name} arrived empty. Try again, or give its path on the command line.")
             self._show(self.session.loadUpload(upload.name, upload.content, self.maxUploadBytes))
         except Exception as error:
             log.warning("upload failed: %s", error)
@@ -271,11 +285,14 @@ class LUnetWebApp:
     # ------------------------------------------------------------------ segmenting
 
     def startSegmentation(self):
-        if self.server.state.lunet_busy:
+        # Decided here, synchronously, not from client-writable state: two quick clicks must
+        # not start two runs.
+        if self._running:
             return
+        self._running = True
         self._segment_task = asyncio.ensure_future(self.segment())
 
-    def cancel(self):
+    def cancel(self, *_args, **_kwargs):
         self._cancel = True
 
     def _on_progress(self, fraction: float):  # worker thread: only store it
@@ -289,8 +306,14 @@ class LUnetWebApp:
             state.lunet_status = "Loading the model ..."
         await asyncio.sleep(0)  # let the browser see "busy" before the model loads
         self._progress, self._cancel = 0.0, False
+        self._running = True
         try:
-            job = self.session.prepare(state.lunet_model, state.lunet_device)
+            from .. import api
+
+            # Loading a model (and torch) takes seconds: off the event loop, so the page stays live.
+            await asyncio.get_running_loop().run_in_executor(None, api.getSegmenter, state.lunet_model,
+                                                             state.lunet_device)
+            job = self.session.prepare(state.lunet_model, state.lunet_device)  # MRML: on the loop
             with state:
                 state.lunet_status = f"Segmenting {self.session.case.name} on {job.device} ..."
             work = asyncio.get_running_loop().run_in_executor(None, job.compute, self._on_progress,
@@ -302,8 +325,14 @@ class LUnetWebApp:
             await work
             self.session.finish(job)
             editor = self.slicer.segmentation_editor
-            editor.set_active_segmentation(self.session.case.segmentationNode, self.session.case.volumeNode)
+            # The node is already the editor's (since it was opened): re-activating it would
+            # leave the old editing wrapper connected. Undo history is dropped: it described
+            # edits of the segments just replaced.
+            if editor.undo_stack is not None:
+                editor.undo_stack.clear()
+            editor.set_active_segment_id(editor.get_nth_segment_id(0))
             editor.set_surface_representation_enabled(True)
+            editor.trigger_all_signals()
             self._focus_on_result()
             with state:
                 state.lunet_status = f"Done: {job.summary}."
@@ -317,6 +346,7 @@ class LUnetWebApp:
                 state.lunet_error = _message(error)
                 state.lunet_status = "Segmentation failed; the volume and earlier results are unchanged."
         finally:
+            self._running = False
             with state:
                 state.lunet_busy = False
                 state.lunet_progress = 0
@@ -366,7 +396,7 @@ class LUnetWebApp:
         except Exception as error:
             self.server.state.lunet_error = _message(error)
             self.server.state.flush()
-            return None
+            raise  # rejects the browser's download promise: no file named like a result is saved
         wanted = next(content for name, content in files.items() if name.endswith(
             ".seg.nrrd" if kind == "seg" else "-labels.nii.gz"))
         return self.server.protocol.addAttachment(wanted)
@@ -375,5 +405,53 @@ class LUnetWebApp:
 def serve(files=(), host: str = "127.0.0.1", port: int = 8080, model: str | None = None, device: str = "auto",
           maxUploadMb: float = DEFAULT_MAX_UPLOAD_MB, openBrowser: bool = False) -> None:
     """Start the app and block until the server stops (Ctrl+C)."""
+    import sys
+
     app = LUnetWebApp(files=[Path(f) for f in files], model=model, device=device, maxUploadMb=maxUploadMb)
-    app.server.start(host=host, port=port, open_browser=openBrowser)
+    app.server.controller.on_server_bind.add(lambda wslink_server: wslink_server.app.middlewares.append(
+        same_origin_only(loopback=is_loopback(host))))
+    app.server.controller.on_server_exited.add(app.cancel)  # Ctrl+C: do not wait for a whole run
+    # trame parses sys.argv for options of its own (--host, --port, ...); ours are parsed already.
+    sys.argv = sys.argv[:1]
+    # timeout=0: wslink would otherwise shut the server down after 5 minutes without a browser
+    # (say, while the user sets up an SSH tunnel).
+    app.server.start(host=host, port=port, open_browser=openBrowser, timeout=0)
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "[::1]", "::1"}
+
+
+def same_origin_only(loopback: bool):
+    """aiohttp middleware: refuse requests that another web site makes on the user's behalf.
+
+    Binding to 127.0.0.1 keeps other machines out but not other pages in the user's own browser:
+    any site could open a WebSocket to 127.0.0.1:PORT (wslink checks no Origin). So a request
+    that names an Origin must come from this server's own address, and on loopback the Host must
+    be a loopback name too (a DNS-rebinding page's Host is its own domain).
+    """
+    from urllib.parse import urlsplit
+
+    from aiohttp import web
+
+    @web.middleware
+    async def check(request, handler):
+        host = request.headers.get("Host", "")
+        origin = request.headers.get("Origin")
+        if loopback and urlsplit(f"//{host}").hostname not in {n.strip("[]") for n in LOOPBACK_NAMES}:
+            raise web.HTTPForbidden(text="This server answers only on its loopback address.")
+        if origin is not None and urlsplit(origin).netloc != host:
+            raise web.HTTPForbidden(text="Cross-origin requests are refused.")
+        return await handler(request)
+
+    return check

@@ -21,11 +21,13 @@ from ..volumeio import SUFFIXES, case_name, readImage, writeLabelmap
 
 # Volume formats a user can open; .seg.nrrd is an output, not an input.
 INPUT_SUFFIXES = tuple(s for s in SUFFIXES if s != ".seg.nrrd")
+# An upload is one file: formats that keep their voxels in a second file cannot come that way.
+UPLOAD_SUFFIXES = tuple(s for s in INPUT_SUFFIXES if s not in (".mhd", ".nhdr"))
 DEFAULT_MAX_UPLOAD_MB = 512  # a 1 mm float32 whole head is ~30 MB; 512 MB leaves room for 7T data
 
 
-def check_upload(name: str, size: int, max_bytes: int) -> None:
-    """Refuse an upload by its name and size before it is written anywhere."""
+def check_volume_name(name: str) -> None:
+    """Refuse a file that is not a volume we read, by its name."""
     lowered = name.lower()
     if lowered.endswith(".seg.nrrd"):
         raise InputError(f"{name} is a segmentation, not an MRI volume. Open the T1 volume it was made from.")
@@ -34,7 +36,12 @@ def check_upload(name: str, size: int, max_bytes: int) -> None:
             f"{name} is not a supported volume file. Open a 3D T1 MRI as "
             f"{', '.join(INPUT_SUFFIXES)} (a DICOM series can be converted to NIfTI with dcm2niix)."
         )
-    if lowered.endswith((".mhd", ".nhdr")):
+
+
+def check_upload(name: str, size: int, max_bytes: int) -> None:
+    """Refuse an upload by its name and size before it is written anywhere."""
+    check_volume_name(name)
+    if name.lower().endswith((".mhd", ".nhdr")):
         raise InputError(
             f"{name} keeps its voxels in a separate file, which an upload does not bring along. "
             "Upload a single-file .mha, .nrrd or .nii.gz, or give the path on the command line."
@@ -80,14 +87,16 @@ def _window_level(volumeNode) -> None:
         display.SetWindowLevelMinMax(float(low), float(high))
 
 
-def _free_path(folder: Path, stem: str, suffix: str) -> Path:
-    """folder/stem+suffix, or stem-2, stem-3 ... if taken: saving never replaces a file."""
-    candidate = folder / f"{stem}{suffix}"
-    number = 2
-    while candidate.exists():
-        candidate = folder / f"{stem}-{number}{suffix}"
+def _free_paths(folder: Path, names: list[tuple[str, str]]) -> list[Path]:
+    """folder/stem+suffix for each (stem, suffix), or all with -2, -3 ... where any is taken:
+    saving never replaces a file, and the files of one save share one number."""
+    number = 1
+    while True:
+        tag = "" if number == 1 else f"-{number}"
+        paths = [folder / f"{stem}{tag}{suffix}" for stem, suffix in names]
+        if not any(path.exists() for path in paths):
+            return paths
         number += 1
-    return candidate
 
 
 class WebSession:
@@ -107,8 +116,7 @@ class WebSession:
         """
         path = Path(path)
         name = case_name(displayName or path.name)
-        if not (displayName or path.name).lower().endswith(INPUT_SUFFIXES):
-            raise InputError(f"{displayName or path.name} is not a supported volume file ({', '.join(INPUT_SUFFIXES)}).")
+        check_volume_name(displayName or path.name)
         image = readImage(path)
         if image.GetDimension() == 4 and image.GetSize()[3] == 1:
             image = image[:, :, :, 0]
@@ -217,8 +225,8 @@ class WebSession:
     def saveTo(self, folder: Path) -> tuple[Path, Path]:
         case = self._current()
         labels = self.labelImage()  # refuses an empty result before any file is written
-        segPath = _free_path(folder, f"{case.name}.lunet", ".seg.nrrd")
-        labelPath = _free_path(folder, f"{case.name}.lunet-labels", ".nii.gz")
+        segPath, labelPath = _free_paths(folder, [(f"{case.name}.lunet", ".seg.nrrd"),
+                                                  (f"{case.name}.lunet-labels", ".nii.gz")])
         try:
             mrml.writeSegmentationFile(case.segmentationNode, segPath)
             writeLabelmap(labels, labelPath)
