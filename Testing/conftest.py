@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from lunet_test_helpers import data_folder
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LUNET_DATA", REPO.parent / "shared" / "data"))
@@ -13,18 +14,12 @@ DATA = Path(os.environ.get("LUNET_DATA", REPO.parent / "shared" / "data"))
 
 @pytest.fixture(scope="session")
 def hippocampus_dir() -> Path:
-    path = DATA / "Task04_Hippocampus"
-    if not (path / "imagesTr").is_dir():
-        pytest.skip(f"Decathlon hippocampus data not found at {path} (set LUNET_DATA)")
-    return path
+    return data_folder(DATA, "Task04_Hippocampus", "imagesTr")
 
 
 @pytest.fixture(scope="session")
 def wholebrain_dir() -> Path:
-    path = DATA / "wholebrain"
-    if not path.is_dir():
-        pytest.skip(f"whole-brain data not found at {path} (set LUNET_DATA)")
-    return path
+    return data_folder(DATA, "wholebrain")
 
 
 @pytest.fixture

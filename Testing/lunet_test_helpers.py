@@ -52,3 +52,14 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     total = a.sum() + b.sum()
     return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
+
+
+def data_folder(data_root, relative: str, must_contain: str = "", missing=None):
+    """data_root/relative if it holds must_contain, else `missing(reason)`: pytest.skip in the
+    main suite (data is optional there), pytest.fail where a test exists to open real data."""
+    import pytest
+
+    path = data_root / relative
+    if not (path / must_contain).is_dir():
+        (missing or pytest.skip)(f"{relative} data not found at {path} (set LUNET_DATA)")
+    return path

@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from lunet_test_helpers import data_folder
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("LUNET_DATA", REPO.parent / "shared" / "data"))
@@ -24,18 +25,13 @@ DATA = Path(os.environ.get("LUNET_DATA", REPO.parent / "shared" / "data"))
 # fixtures of the same names skip instead), so a green run always means they ran.
 @pytest.fixture(scope="session")
 def hippocampus_dir() -> Path:
-    path = DATA / "Task04_Hippocampus"
-    if not (path / "imagesTr").is_dir():
-        pytest.fail(f"Decathlon hippocampus data not found at {path} (set LUNET_DATA)")
-    return path
+    return data_folder(DATA, "Task04_Hippocampus", "imagesTr", missing=pytest.fail)
 
 
 @pytest.fixture(scope="session")
 def wholebrain_dir() -> Path:
-    path = DATA / "wholebrain"
-    if not path.is_dir():
-        pytest.fail(f"whole-brain data not found at {path} (set LUNET_DATA)")
-    return path
+    return data_folder(DATA, "wholebrain", missing=pytest.fail)
+
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
