@@ -56,6 +56,17 @@ def press_segment(driver) -> dict[str, float]:
     return segment_table(driver)
 
 
+def coloured_pixels(driver, view_index: int) -> int:
+    """Pixels of a view that are clearly coloured (segments), not grey (MRI, background)."""
+    import io
+
+    from PIL import Image
+
+    view = driver.find_elements(By.CSS_SELECTOR, "img")[view_index]
+    pixels = np.asarray(Image.open(io.BytesIO(view.screenshot_as_png)).convert("RGB")).astype(int)
+    return int(((pixels.max(axis=2) - pixels.min(axis=2)) > 60).sum())
+
+
 def toolbar_button(driver, icon: str):
     """A button of the left toolbar by its icon (effects, undo), as a person finds it."""
     return driver.find_element(By.CSS_SELECTOR, f"i.{icon}").find_element(By.XPATH, "./ancestor::button")
@@ -90,6 +101,8 @@ def test_whole_head_from_the_command_line_segment_save_edit_download(start_serve
     assert text(browser, "lunet-case") == "norm"
     assert "256x256x256" in text(browser, "lunet-status")
     browser.save_screenshot(str(screenshots / "01-loaded.png"))
+    THREE_D = 1  # views in the default layout: axial, 3D, coronal, sagittal
+    assert coloured_pixels(browser, THREE_D) < 50  # nothing but grey before segmenting
 
     # Cancel a run: nothing is written, and the next run works.
     browser.find_element(By.ID, "lunet-segment").click()
@@ -100,6 +113,9 @@ def test_whole_head_from_the_command_line_segment_save_edit_download(start_serve
 
     table = press_segment(browser)
     browser.save_screenshot(str(screenshots / "web-panel.png"))
+    # The segments as surfaces in the 3D view and as overlays on the axial slice.
+    wait_for(lambda: coloured_pixels(browser, THREE_D) > 2000, 30, "the 3D surfaces", browser)
+    assert coloured_pixels(browser, 0) > 200
     assert sorted(table) == ["Left hippocampus anterior", "Left hippocampus posterior",
                              "Right hippocampus anterior", "Right hippocampus posterior"], table
     for name, volume in table.items():
@@ -126,6 +142,14 @@ def test_whole_head_from_the_command_line_segment_save_edit_download(start_serve
     reader.ReadImageInformation()
     names = {reader.GetMetaData(k) for k in reader.GetMetaDataKeys() if k.startswith("Segment") and k.endswith("_Name")}
     assert names == set(table)
+
+    browser.find_element(By.ID, "lunet-download-seg").click()
+    seg_download = wait_for(lambda: [p for p in downloads.glob("*.seg.nrrd")], 30, "the .seg.nrrd download")[0]
+    time.sleep(1)
+    reader.SetFileName(str(seg_download))
+    reader.ReadImageInformation()
+    assert {reader.GetMetaData(k) for k in reader.GetMetaDataKeys()
+            if k.startswith("Segment") and k.endswith("_Name")} == set(table)
 
     # Saving again keeps the first files and writes new ones beside them.
     first = label_file.read_bytes()
