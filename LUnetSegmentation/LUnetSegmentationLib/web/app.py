@@ -70,7 +70,9 @@ def _device_items() -> list[str]:
 
 def _message(error: BaseException) -> str:
     """What the user reads: our errors already say what to do; anything else gets context."""
-    if isinstance(error, (InputError, FileNotFoundError)):
+    from ..weights import WeightsError
+
+    if isinstance(error, (InputError, WeightsError, FileNotFoundError)):
         return str(error)
     return f"{type(error).__name__}: {error}. Nothing was changed; see the server log for details."
 
@@ -88,7 +90,7 @@ class LUnetWebApp:
         self._progress = 0.0
         self._cancel = False
         self._refresh_task: asyncio.Task | None = None
-        self._running = False  # a segmentation or an upload is in progress
+        self._running = False  # a segmentation is in progress (uploads wait for it)
         self._upload_bytes = 0
 
         self.layoutLogic = LayoutButtonLogic(self.server, self.slicer)
@@ -256,7 +258,7 @@ class LUnetWebApp:
             state.lunet_status = "The previous volume and results are unchanged." if self.session.case else \
                 "Open a T1 MRI to begin."
         finally:
-            state.lunet_busy = False
+            state.lunet_busy = self._running  # an upload refused during a run leaves the run's "busy"
             state.flush()
 
     def _show(self, case):
