@@ -139,6 +139,8 @@ def _series(result: dict) -> list[dict]:
     for strategy, curve in result.get("finding2", {}).items():
         points = [(c.get("parameters_mean", c["parameters"]), c["mean_dice"]["mean"], c["mean_dice"]["std"], "") for c in curve]
         series.append({"name": names.get(strategy, strategy), "colour": colours.get(strategy, "black"), "line": True, "points": points})
+    # The standard Unet last, so that the pruning curves starting at its point do not hide it.
+    series.append(series.pop(0))
     return [s for s in series if s["points"]]
 
 
@@ -233,6 +235,10 @@ def findings_section(result: dict, plot: Path | None) -> list[str]:
         lines += ["**Incomplete run:** the pruning chains had not finished when this was written.", ""]
     if NOTES.exists():
         lines += [NOTES.read_text().strip(), ""]
+    lines += ["Commands (resumable: rerun the same command to continue):", "",
+              f"- reduced CPU run (as above, about 2 hours on 2 cores): `{CPU_FINDINGS_COMMAND}`",
+              f"- GPU run (estimated 8-12 minutes on one H200): `{GPU_FINDINGS_COMMAND}`",
+              "- then `python experiments/results_page.py` redraws this page and the plot.", ""]
     if plot is not None:
         lines += [f"![Dice against parameters](results/{plot.name})", ""]
     lines += ["### 1. LUnet vs standard Unet, same depth and training", "",
