@@ -62,7 +62,9 @@ def coloured_pixels(driver, view_index: int) -> int:
 
     from PIL import Image
 
-    view = driver.find_elements(By.CSS_SELECTOR, "img")[view_index]
+    # Right after the page opens a view may not be laid out yet (0 px high): wait for it.
+    view = wait_for(lambda: [v for v in driver.find_elements(By.CSS_SELECTOR, "img")[view_index:view_index + 1]
+                             if v.rect["height"] > 0], 30, f"view {view_index} to be drawn")[0]
     pixels = np.asarray(Image.open(io.BytesIO(view.screenshot_as_png)).convert("RGB")).astype(int)
     return int(((pixels.max(axis=2) - pixels.min(axis=2)) > 60).sum())
 
