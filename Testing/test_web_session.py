@@ -75,7 +75,7 @@ def test_bad_files_add_nothing_and_keep_the_current_case(mrml_scene, crop, tmp_p
     sitk.WriteImage(sitk.Image([8, 8], sitk.sitkFloat32), str(flat))
     constant = tmp_path / "constant.nii.gz"
     sitk.WriteImage(sitk.Image([8, 8, 8], sitk.sitkFloat32), str(constant))
-    for path, message in ((damaged, "damaged"), (flat, "2D image"), (constant, "constant")):
+    for path, message in ((damaged, "damaged"), (flat, "is 2D; the model needs a 3D MRI volume"), (constant, "constant")):
         with pytest.raises(InputError, match=message):
             session.load(path)
         assert _node_ids(mrml_scene.scene) == before

@@ -43,7 +43,7 @@ from trame_slicer.core import SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 
 from ..preprocess import InputError
-from .session import DEFAULT_MAX_UPLOAD_MB, UPLOAD_SUFFIXES, WebSession
+from .session import DEFAULT_MAX_UPLOAD_MB, OUTPUTS, UPLOAD_SUFFIXES, WebSession
 
 log = logging.getLogger("LUnetSegmentation.web")
 
@@ -206,8 +206,8 @@ class LUnetWebApp:
                      v_if=("lunet_can_save_here",), disabled=("lunet_busy || lunet_rows.length === 0",),
                      prepend_icon="mdi-content-save")
                 download = self.server.trigger_name(self._download)
-                for kind, suffix, label in (("seg", ".lunet.seg.nrrd", ".seg.nrrd"),
-                                            ("labels", ".lunet-labels.nii.gz", "labelmap (.nii.gz)")):
+                for kind, label in (("seg", ".seg.nrrd"), ("labels", "labelmap (.nii.gz)")):
+                    suffix = "".join(OUTPUTS[kind])
                     VBtn(f"Download {label}", block=True, variant="tonal", classes="mt-2", id=f"lunet-download-{kind}",
                          disabled=("lunet_busy || lunet_rows.length === 0",), prepend_icon="mdi-download",
                          click=(f"utils.download(lunet_case + '{suffix}', trigger('{download}', ['{kind}']), "
@@ -325,7 +325,7 @@ class LUnetWebApp:
                     state.lunet_progress = max(1, round(100 * self._progress))
                 await asyncio.sleep(0.25)
             await work
-            self.session.finish(job)
+            rows = self.session.finish(job)
             editor = self.slicer.segmentation_editor
             # The node is already the editor's (since it was opened): re-activating it would
             # leave the old editing wrapper connected. Undo history is dropped: it described
@@ -335,10 +335,10 @@ class LUnetWebApp:
             editor.set_active_segment_id(editor.get_nth_segment_id(0))
             editor.set_surface_representation_enabled(True)
             editor.trigger_all_signals()
-            self._focus_on_result()
+            self._focus_on_result(rows)
             with state:
                 state.lunet_status = f"Done: {job.summary}."
-                self._refresh_rows()
+                state.lunet_rows = [row.__dict__ for row in rows]
         except InterruptedError:
             with state:
                 state.lunet_status = "Cancelled; nothing was changed."
@@ -353,9 +353,8 @@ class LUnetWebApp:
                 state.lunet_busy = False
                 state.lunet_progress = 0
 
-    def _focus_on_result(self):
+    def _focus_on_result(self, rows):
         """Slices through the first segment, the 3D camera on the segments (not the whole head)."""
-        rows = self.session.segmentRows()
         centre = self.session.segmentCentre(rows[0].segmentId) if rows else None
         if centre is not None:
             for node in self.slicer.scene.GetNodesByClass("vtkMRMLSliceNode"):
@@ -394,14 +393,12 @@ class LUnetWebApp:
 
     def _download(self, kind: str):
         try:
-            files = self.session.downloadBytes()
+            (content,) = self.session.downloadBytes((kind,)).values()
         except Exception as error:
             self.server.state.lunet_error = _message(error)
             self.server.state.flush()
             raise  # rejects the browser's download promise: no file named like a result is saved
-        wanted = next(content for name, content in files.items() if name.endswith(
-            ".seg.nrrd" if kind == "seg" else "-labels.nii.gz"))
-        return self.server.protocol.addAttachment(wanted)
+        return self.server.protocol.addAttachment(content)
 
 
 def serve(files=(), host: str = "127.0.0.1", port: int = 8080, model: str | None = None, device: str = "auto",

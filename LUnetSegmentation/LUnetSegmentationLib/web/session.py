@@ -17,6 +17,7 @@ import SimpleITK as sitk
 
 from .. import api, mrml
 from ..preprocess import InputError
+from ..resample import image_from_ijk_to_ras
 from ..volumeio import SUFFIXES, case_name, readImage, writeLabelmap
 
 # Volume formats a user can open; .seg.nrrd is an output, not an input.
@@ -99,6 +100,10 @@ def _free_paths(folder: Path, names: list[tuple[str, str]]) -> list[Path]:
         number += 1
 
 
+# What saving writes, by kind: <case><stem><suffix>. The app's download names come from here too.
+OUTPUTS = {"seg": (".lunet", ".seg.nrrd"), "labels": (".lunet-labels", ".nii.gz")}
+
+
 class WebSession:
     """The state behind one web panel: the current case and what can be done with it."""
 
@@ -120,13 +125,7 @@ class WebSession:
         image = readImage(path)
         if image.GetDimension() == 4 and image.GetSize()[3] == 1:
             image = image[:, :, :, 0]
-        if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-            raise InputError(
-                f"{displayName or path.name} is a {image.GetDimension()}D image with "
-                f"{image.GetNumberOfComponentsPerPixel()} component(s) per voxel; open one 3D scalar T1 volume "
-                "(for a 4D series, extract the volume you want first)."
-            )
-        api.checkVoxels(image, name)
+        api.checkVoxels(image, name)  # 2D, 4D, vector, NaN, constant: refused with the core's messages
         volumeNode = mrml.imageToVolumeNode(self.scene, image, name)
         _window_level(volumeNode)
         segmentationNode = mrml.newSegmentationNode(volumeNode, f"{name} segmentation")
@@ -167,20 +166,30 @@ class WebSession:
 
     # ------------------------------------------------------------------ measuring
 
+    def _segmentMasks(self):
+        """(segment id, segment, voxel mask on the input's grid) of every segment, one export each."""
+        case = self.case
+        segmentation = case.segmentationNode.GetSegmentation()
+        for index in range(segmentation.GetNumberOfSegments()):
+            segmentId = segmentation.GetNthSegmentID(index)
+            yield segmentId, segmentation.GetSegment(segmentId), mrml.segmentArray(
+                case.segmentationNode, segmentId, case.volumeNode)
+
+    @staticmethod
+    def _labelValue(segment) -> int:
+        """The model's label value of one of our segments; 0 for a segment the user added."""
+        value = mrml.segment_tag(segment, mrml.TAG_LABEL_VALUE)
+        return int(value) if value else 0
+
     def segmentRows(self) -> list[SegmentRow]:
         """Every segment of the current case with its volume now (after any edits)."""
         if self.case is None:
             return []
-        case = self.case
-        segmentation = case.segmentationNode.GetSegmentation()
         rows = []
-        for index in range(segmentation.GetNumberOfSegments()):
-            segmentId = segmentation.GetNthSegmentID(index)
-            segment = segmentation.GetSegment(segmentId)
-            voxels = int(mrml.segmentArray(case.segmentationNode, segmentId, case.volumeNode).sum())
+        for segmentId, segment, mask in self._segmentMasks():
             color = "#" + "".join(f"{round(c * 255):02x}" for c in segment.GetColor())
-            value = mrml.segment_tag(segment, mrml.TAG_LABEL_VALUE)
-            rows.append(SegmentRow(segmentId, segment.GetName(), color, int(value) if value else 0, voxels * case.voxelVolume))
+            rows.append(SegmentRow(segmentId, segment.GetName(), color, self._labelValue(segment),
+                                   int(mask.sum()) * self.case.voxelVolume))
         return rows
 
     def segmentCentre(self, segmentId: str) -> list[float] | None:
@@ -193,25 +202,24 @@ class WebSession:
         k, j, i = voxels.mean(axis=0)
         return [float(v) for v in (mrml.ijk_to_ras(case.volumeNode) @ [i, j, k, 1.0])[:3]]
 
+    def _requireSegments(self) -> Case:
+        case = self._current()
+        if not case.segmentationNode.GetSegmentation().GetNumberOfSegments():
+            raise InputError("There is nothing to save yet: press Segment (or paint a segment) first.")
+        return case
+
     def labelImage(self) -> sitk.Image:
         """All segments as one label image on the input's grid: the model's label values for
         our segments, the next free values for segments the user added."""
-        case = self._current()
-        rows = self.segmentRows()
-        if not rows:
-            raise InputError("There is nothing to save yet: press Segment (or paint a segment) first.")
-        used = {row.labelValue for row in rows if row.labelValue}
-        nextValue = max(used, default=0) + 1
-        reference = mrml.volumeToImage(case.volumeNode)
-        labels = np.zeros(sitk.GetArrayViewFromImage(reference).shape, np.uint8)
-        for row in rows:
-            value = row.labelValue
+        case = self._requireSegments()
+        masks = [(self._labelValue(segment), mask) for _, segment, mask in self._segmentMasks()]
+        nextValue = max(value for value, _ in masks) + 1
+        labels = np.zeros(masks[0][1].shape, np.uint8)
+        for value, mask in masks:
             if not value:
                 value, nextValue = nextValue, nextValue + 1
-            labels[mrml.segmentArray(case.segmentationNode, row.segmentId, case.volumeNode) > 0] = value
-        image = sitk.GetImageFromArray(labels)
-        image.CopyInformation(reference)
-        return image
+            labels[mask > 0] = value
+        return image_from_ijk_to_ras(labels, mrml.ijk_to_ras(case.volumeNode), case.name)
 
     # ------------------------------------------------------------------ saving
 
@@ -222,29 +230,27 @@ class WebSession:
             raise InputError("This volume was uploaded, so there is no folder of yours to save into: use Download.")
         return self.saveTo(case.inputPath.parent)
 
-    def saveTo(self, folder: Path) -> tuple[Path, Path]:
-        case = self._current()
-        labels = self.labelImage()  # refuses an empty result before any file is written
-        segPath, labelPath = _free_paths(folder, [(f"{case.name}.lunet", ".seg.nrrd"),
-                                                  (f"{case.name}.lunet-labels", ".nii.gz")])
+    def saveTo(self, folder: Path, kinds=tuple(OUTPUTS)) -> tuple[Path, ...]:
+        """Write the outputs of these kinds (see OUTPUTS) into folder; the paths, in that order."""
+        case = self._requireSegments()  # refuses an empty result before any file is written
+        labels = self.labelImage() if "labels" in kinds else None
+        paths = _free_paths(folder, [(case.name + OUTPUTS[kind][0], OUTPUTS[kind][1]) for kind in kinds])
         try:
-            mrml.writeSegmentationFile(case.segmentationNode, segPath)
-            writeLabelmap(labels, labelPath)
+            for kind, path in zip(kinds, paths):
+                if kind == "seg":
+                    mrml.writeSegmentationFile(case.segmentationNode, path)
+                else:
+                    writeLabelmap(labels, path)
         except OSError as error:
             raise InputError(f"Could not save into {folder}: {error.strerror or error}. Use Download instead.") from error
         finally:
-            # The storage node now points at segPath; a later save must not write there again.
+            # The storage node now points at the saved file; a later save must not write there again.
             storage = case.segmentationNode.GetStorageNode()
             if storage is not None:
                 storage.SetFileName("")
-        return segPath, labelPath
+        return tuple(paths)
 
-    def downloadBytes(self) -> dict[str, bytes]:
-        """{file name: content} of the .seg.nrrd and the labelmap, for the browser to download."""
-        case = self._current()
+    def downloadBytes(self, kinds=tuple(OUTPUTS)) -> dict[str, bytes]:
+        """{file name: content} of the outputs of these kinds, for the browser to download."""
         with tempfile.TemporaryDirectory(prefix="lunet-download-") as folder:
-            segPath, labelPath = self.saveTo(Path(folder))
-            return {
-                f"{case.name}.lunet.seg.nrrd": segPath.read_bytes(),
-                f"{case.name}.lunet-labels.nii.gz": labelPath.read_bytes(),
-            }
+            return {path.name: path.read_bytes() for path in self.saveTo(Path(folder), kinds)}
