@@ -19,9 +19,14 @@ class WeightsError(RuntimeError):
     """The model's card or weights are missing or damaged."""
 
 
-def sha256sum(path: Path) -> str:
+def sha256sum(path: Path, chunk_size: int = 1 << 20) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks. A loop rather than `hashlib.file_digest`, which is
+    Python 3.11+ only: Slicer 5.8 ships Python 3.9, and this is on every segmentation's path."""
+    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @dataclass
