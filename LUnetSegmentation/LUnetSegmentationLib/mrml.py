@@ -410,7 +410,9 @@ def writeSegments(segmentationNode, labels: np.ndarray, volumeNode, specs: list[
             segment.SetTag(TAG_STRUCTURE, key)
             segment.SetTag(TAG_LABEL_VALUE, str(spec.value))
             if spec.terminology:
-                segment.SetTerminology(spec.terminology)
+                # The tag rather than vtkSegment.SetTerminology, which exists only from Slicer
+                # 5.10; the tag is what SetTerminology writes, on every version from 5.8.
+                segment.SetTag(segment.GetTerminologyEntryTagName(), spec.terminology)
             mask = _oriented_mask(labels == spec.value, image_to_world)
             if not slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
                 mask, segmentationNode, segment_id, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE

@@ -1,6 +1,7 @@
 """Standard terminology entries for the segments this module writes (pure Python).
 
-Slicer stores a segment's meaning as one terminology entry string (`vtkSegment.SetTerminology`),
+Slicer stores a segment's meaning as one terminology entry string (the segment tag named by
+`vtkSegment.GetTerminologyEntryTagName()`, on every Slicer version; `SetTerminology` is 5.10+),
 seven fields separated by '~':
 
     context ~ category ~ type ~ type modifier ~ region context ~ region ~ region modifier
