@@ -25,7 +25,6 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-TORCH_REQUIREMENT = ">=2.1"
 HOMEPAGE = "https://github.com/lunet-segmentation/SlicerLUnetSegmentation"
 
 #
@@ -447,11 +446,17 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def ensureDependencies(askConfirmation=True):
-        """True when torch can be imported; installs it through the PyTorch extension after asking.
+        """True when a torch that works here can be imported; installs it through the PyTorch
+        extension after asking. Raises (with what to do) where none can work.
 
         Never pip-installs torch directly: the PyTorch extension picks the build (CUDA or CPU)
-        that matches this computer.
+        that matches this computer. The requirement is >=2.3 (builds for NumPy 2, which Slicer
+        ships from 5.10); Intel Macs get 2.2 under NumPy 1 and a clear refusal under NumPy 2
+        (see LUnetSegmentationLib.dependencies).
         """
+        from LUnetSegmentationLib.dependencies import check_torch_version, torch_requirement
+
+        requirement = torch_requirement()
         try:
             import PyTorchUtils
         except ModuleNotFoundError:
@@ -460,18 +465,12 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
             ) from None
         torchLogic = PyTorchUtils.PyTorchUtilsLogic()
         if not torchLogic.torchInstalled():
-            torch = torchLogic.installTorch(askConfirmation=askConfirmation, torchVersionRequirement=TORCH_REQUIREMENT)
+            torch = torchLogic.installTorch(askConfirmation=askConfirmation, torchVersionRequirement=requirement)
             if torch is None:
                 return False
         import torch
 
-        major, minor = (int("".join(ch for ch in part if ch.isdigit()) or 0) for part in torch.__version__.split(".")[:2])
-        if (major, minor) < (2, 1):
-            raise RuntimeError(
-                _("PyTorch {version} is too old; {requirement} is needed. Update it in the PyTorch Utils module (Utilities), restart Slicer, and try again.").format(
-                    version=torch.__version__, requirement=TORCH_REQUIREMENT
-                )
-            )
+        check_torch_version(torch.__version__, requirement)
         return True
 
     @staticmethod

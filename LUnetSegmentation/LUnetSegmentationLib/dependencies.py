@@ -1,0 +1,68 @@
+"""Which PyTorch the module may install or use, decided without importing torch (pure Python).
+
+torch below 2.3 was built against NumPy 1, and `torch.from_numpy` fails ("Numpy is not
+available") under NumPy 2, which Slicer ships from 5.10 (5.10: 2.0.2, 5.12: 2.4.6). So the floor
+is 2.3 everywhere PyTorch still publishes wheels.
+
+Intel Macs are the exception: PyTorch's last x86_64 macOS wheel is 2.2.2. There it works with
+NumPy 1 (Slicer 5.8 ships 1.26.4), so 2.2 is accepted when NumPy is below 2. Under NumPy 2 no
+torch works there, and downgrading the NumPy that Slicer and its other extensions were built
+with is not ours to do, so the module refuses with a message saying what to use instead.
+"""
+from __future__ import annotations
+
+import platform
+import re
+
+TORCH_REQUIREMENT = ">=2.3"
+TORCH_MINIMUM = (2, 3)
+INTEL_MAC_TORCH_REQUIREMENT = ">=2.2"
+INTEL_MAC_TORCH_MINIMUM = (2, 2)
+
+
+class DependencyError(RuntimeError):
+    """PyTorch cannot work in this Python; the message says what to do."""
+
+
+def version_tuple(version: str) -> tuple:
+    """"2.3.1+cu121" -> (2, 3, 1); missing or odd parts count as 0."""
+    parts = []
+    for part in str(version).split("+")[0].split(".")[:3]:
+        match = re.match(r"\d+", part)
+        parts.append(int(match.group()) if match else 0)
+    return tuple(parts + [0] * (3 - len(parts)))
+
+
+def is_intel_mac(system: str | None = None, machine: str | None = None) -> bool:
+    system = platform.system() if system is None else system
+    machine = platform.machine() if machine is None else machine
+    return system == "Darwin" and machine.lower() in ("x86_64", "amd64", "i386")
+
+
+def torch_requirement(system: str | None = None, machine: str | None = None, numpy_version: str | None = None) -> str:
+    """The pip requirement to give PyTorchUtils' installTorch here; raises DependencyError where
+    no torch can work (an Intel Mac with NumPy 2)."""
+    if not is_intel_mac(system, machine):
+        return TORCH_REQUIREMENT
+    if numpy_version is None:
+        import numpy
+
+        numpy_version = numpy.__version__
+    if version_tuple(numpy_version) >= (2, 0, 0):
+        raise DependencyError(
+            f"This Slicer ships NumPy {numpy_version}, and PyTorch's newest build for Intel Macs (2.2.2) works only "
+            "with NumPy 1, so LUnet Segmentation cannot run in it on this Mac. Use Slicer 5.8 (NumPy 1.26) on this "
+            "Mac, or a Mac with Apple silicon, Windows or Linux, or the command line tool "
+            "(`python -m LUnetSegmentationLib segment ...`) in a Python environment with torch 2.2.2 and numpy<2."
+        )
+    return INTEL_MAC_TORCH_REQUIREMENT
+
+
+def check_torch_version(torch_version: str, requirement: str) -> None:
+    """Raise DependencyError (with what to do) when an installed torch is below the requirement."""
+    minimum = INTEL_MAC_TORCH_MINIMUM if requirement == INTEL_MAC_TORCH_REQUIREMENT else TORCH_MINIMUM
+    if version_tuple(torch_version)[:2] < minimum:
+        raise DependencyError(
+            f"PyTorch {torch_version} is too old for LUnet Segmentation ({requirement} is needed: older builds fail "
+            "with NumPy 2). Update it in the PyTorch Utils module (Utilities category), restart Slicer, and try again."
+        )

@@ -1,0 +1,30 @@
+"""Which torch the module installs (issue 13 item 3): floor 2.3 (NumPy 2 builds); Intel Macs
+(torch 2.2.2 at most) accepted under NumPy 1 and refused with a clear message under NumPy 2."""
+from __future__ import annotations
+
+import pytest
+
+from LUnetSegmentationLib.dependencies import DependencyError, check_torch_version, torch_requirement, version_tuple
+
+
+def test_floor_is_23_where_wheels_exist():
+    for system, machine in (("Linux", "x86_64"), ("Windows", "AMD64"), ("Darwin", "arm64")):
+        assert torch_requirement(system, machine, numpy_version="2.4.6") == ">=2.3"
+
+
+def test_intel_mac_uses_222_with_numpy_1():
+    assert torch_requirement("Darwin", "x86_64", numpy_version="1.26.4") == ">=2.2"
+    check_torch_version("2.2.2", ">=2.2")
+
+
+def test_intel_mac_with_numpy_2_is_refused_with_what_to_do():
+    with pytest.raises(DependencyError, match="NumPy 2.0.2.*Slicer 5.8"):
+        torch_requirement("Darwin", "x86_64", numpy_version="2.0.2")
+
+
+def test_old_torch_is_refused():
+    with pytest.raises(DependencyError, match=r"2\.1\.2\+cu121 is too old.*PyTorch Utils"):
+        check_torch_version("2.1.2+cu121", ">=2.3")
+    check_torch_version("2.3.0+cpu", ">=2.3")
+    check_torch_version("2.13.0", ">=2.3")
+    assert version_tuple("2.10.0a0+git") == (2, 10, 0)
