@@ -160,6 +160,14 @@ class BackgroundRun:
 class LUnetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     POLL_INTERVAL_MS = 100
     POLL_WAIT_S = 0.05  # the worker holds the GIL for this long per poll when it needs it
+    # Parameter -> widget bound to it (the same pairs as the SlicerParameterName properties in the
+    # .ui file; Testing/test_ui.py checks that they agree).
+    GUI_PARAMETERS = {
+        "inputVolume": "inputVolumeSelector",
+        "roi": "roiSelector",
+        "device": "deviceComboBox",
+        "outputSegmentation": "outputSegmentationSelector",
+    }
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -259,8 +267,11 @@ class LUnetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
-            # Binds every widget that has a SlicerParameterName property in the .ui file.
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            # connectParametersToGui rather than connectGui: on Slicer 5.8 connectGui returns no
+            # tag, so disconnectGui could not undo it and connectors piled up on every enter.
+            self._parameterNodeGuiTag = self._parameterNode.connectParametersToGui(
+                {parameter: getattr(self.ui, widgetName) for parameter, widgetName in self.GUI_PARAMETERS.items()}
+            )
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._onParameterNodeModified()
 

@@ -167,3 +167,29 @@ def test_output_and_roi_are_optional_and_input_is_not():
     assert string_property(widgets["outputSegmentationSelector"], "noneDisplay")
     assert flag("roiSelector", "noneEnabled"), "the ROI must be optional"
     assert not flag("inputVolumeSelector", "noneEnabled")
+
+
+def gui_parameters_in_code() -> dict[str, str]:
+    """The widget class's GUI_PARAMETERS dict literal (parameter -> widget name)."""
+    for node in ast.walk(module_tree()):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "GUI_PARAMETERS" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError("no GUI_PARAMETERS in LUnetSegmentation.py")
+
+
+def test_parameters_are_bound_with_a_tag_that_works_on_slicer_58():
+    # Slicer 5.8's connectGui returns no tag (disconnectGui then does nothing and connectors pile
+    # up on each enter); connectParametersToGui returns one on every version.
+    calls = {
+        node.func.attr
+        for node in ast.walk(module_tree())
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    }
+    assert "connectGui" not in calls
+    assert "connectParametersToGui" in calls and "disconnectGui" in calls
+    bound = {}
+    for name, element in ui_widgets().items():
+        parameter = string_property(element, "SlicerParameterName")
+        if parameter:
+            bound[parameter] = name
+    assert gui_parameters_in_code() == bound
