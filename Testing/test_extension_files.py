@@ -202,6 +202,21 @@ def test_index_json_has_the_schema_keys_and_an_accepted_category():
     assert entry["build_dependencies"] == ["PyTorch"]
 
 
+def test_index_json_is_formatted_as_the_index_lint_wants():
+    # The ExtensionsIndex lint runs prettier with prettier-plugin-multiline-arrays: two-space
+    # indent, every array element on its own line (a one-line ["PyTorch"] is rejected), and a
+    # final newline. For this flat entry that is exactly json.dumps(indent=2) plus a newline.
+    text = (REPO / f"{MODULE_NAME}.json").read_text()
+    assert text == json.dumps(json.loads(text), indent=2) + "\n"
+    assert '"build_dependencies": [\n    "PyTorch"\n  ]' in text
+
+
+def test_description_names_the_weights_licence():
+    # The weights are CC-BY-SA 4.0 (trained on Decathlon data), unlike the Apache-2.0 code.
+    description = cmake_sets(REPO / "CMakeLists.txt")["EXTENSION_DESCRIPTION"]
+    assert "CC-BY-SA 4.0" in description and "weights" in description
+
+
 def test_json_s4ext_and_cmake_agree():
     entry = json.loads((REPO / f"{MODULE_NAME}.json").read_text())
     s4ext = read_s4ext()
