@@ -3,9 +3,24 @@
 NIfTI, NRRD, MHA/MHD go through SimpleITK. FreeSurfer .mgz/.mgh go through nibabel (pip's
 SimpleITK has no MGH reader): its voxel-to-RAS affine is turned into ITK's LPS origin,
 spacing and direction, and the voxel array into ITK's z, y, x order.
+
+Before any voxel is read, the header alone is inspected (`read_header`): the voxel count and
+memory it claims are checked against the memory available (a 100-byte file can claim 1500^3
+float voxels), a plain file shorter than its header says is refused (ITK zero-fills a truncated
+.nii), and float NIfTI data are scanned for NaN/Inf (ITK's NIfTI reader silently turns them
+into 0). `check_self_contained` refuses files that name a second file for their voxels (NRRD
+`data file:`, MetaImage `ElementDataFile`, detached headers): an upload must never make the
+server read a file of its own.
 """
 from __future__ import annotations
 
+import gzip
+import io
+import os
+import re
+import struct
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +39,366 @@ def case_name(path: str | Path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return Path(name).stem
+
+
+# ----------------------------------------------------------------------------- headers
+
+HEADER_PEEK_BYTES = 1 << 16  # a text header (NRRD, MetaImage) longer than this is refused
+# Hard limit however much memory there is: 1024^3 voxels is a 0.25 mm isotropic whole head.
+MAX_VOXELS = 1024**3
+
+
+@dataclass
+class HeaderInfo:
+    """What a file's header says about its voxels, read without reading them."""
+
+    format: str  # "nifti", "nrrd", "metaimage", "mgh"
+    shape: tuple[int, ...]  # as stored, fastest axis first, including any components/frames
+    bytes_per_voxel: int  # of one stored value
+    compressed: bool  # gzip file (.nii.gz, .mgz) or compressed data (NRRD gzip, MetaImage CompressedData)
+    data_offset: int | None  # where the voxels start in the (decompressed) stream; None if unknown
+    data_file: str | None = None  # a second file named for the voxels (NRRD data file, MetaImage ElementDataFile)
+    float_kind: str | None = None  # numpy dtype string of float data ('<f4', '>f8') for the NaN scan
+    detached_header: bool = False  # NIfTI 'ni1' pair, .nhdr, .mhd
+    stored_bytes: int | None = None  # bytes of (compressed) data the file must hold after data_offset
+
+    @property
+    def voxels(self) -> int:
+        count = 1
+        for n in self.shape:
+            count *= int(n)
+        return count
+
+    @property
+    def data_bytes(self) -> int:
+        """Uncompressed size of the voxel data."""
+        return self.voxels * self.bytes_per_voxel
+
+
+def _damaged(path: Path, what: str) -> InputError:
+    return InputError(f"Cannot read {path.name}: it is damaged ({what}). Copy or export it again.")
+
+
+def _peek(path: Path, count: int = HEADER_PEEK_BYTES) -> tuple[bytes, bool]:
+    """The first `count` bytes of the file, decompressed when it is gzip; (bytes, was gzip)."""
+    with open(path, "rb") as handle:
+        head = handle.read(count)
+        if head[:2] != b"\x1f\x8b":
+            return head, False
+        handle.seek(0)
+        try:
+            with gzip.GzipFile(fileobj=handle) as stream:
+                return stream.read(count), True
+        except EOFError:
+            # shorter than `count` after decompression and truncated: take what is there
+            handle.seek(0)
+            decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            return decompressor.decompress(handle.read(count)), True
+        except (OSError, zlib.error) as error:
+            raise _damaged(path, f"its compressed data is corrupt: {error}") from error
+
+
+_NIFTI_TYPES = {  # datatype code -> (numpy kind for floats or None, bytes of one value)
+    2: (None, 1), 4: (None, 2), 8: (None, 4), 16: ("f4", 4), 64: ("f8", 8), 256: (None, 1), 512: (None, 2),
+    768: (None, 4), 1024: (None, 8), 1280: (None, 8), 32: ("f4", 8), 1792: ("f8", 16), 128: (None, 3),
+    2304: (None, 4), 1536: (None, 16),
+}
+
+
+def _nifti_header(path: Path, head: bytes, gzipped: bool) -> HeaderInfo | None:
+    if len(head) < 4:
+        return None
+    for endian in "<>":
+        (sizeof_hdr,) = struct.unpack(endian + "i", head[:4])
+        if sizeof_hdr in (348, 540):
+            break
+    else:
+        return None
+    if len(head) < sizeof_hdr:
+        raise _damaged(path, f"it ends inside its NIfTI header ({len(head)} of {sizeof_hdr} bytes)")
+    if sizeof_hdr == 348:
+        dims = struct.unpack(endian + "8h", head[40:56])
+        datatype, bitpix = struct.unpack(endian + "2h", head[70:74])
+        (vox_offset,) = struct.unpack(endian + "f", head[108:112])
+        magic = head[344:348]
+        pair = magic.startswith(b"ni1")
+    else:
+        magic = head[4:12]
+        datatype, bitpix = struct.unpack(endian + "2h", head[12:16])
+        dims = struct.unpack(endian + "8q", head[16:80])
+        (vox_offset,) = struct.unpack(endian + "q", head[168:176])
+        pair = magic.startswith(b"ni2")
+    ndim = dims[0]
+    if not 1 <= ndim <= 7 or any(d < 1 for d in dims[1 : ndim + 1]):
+        raise _damaged(path, f"its NIfTI header has impossible dimensions {list(dims[: ndim + 1 if 0 <= ndim <= 7 else 8])}")
+    kind, value_bytes = _NIFTI_TYPES.get(datatype, (None, max(1, bitpix // 8)))
+    return HeaderInfo(
+        format="nifti",
+        shape=tuple(int(d) for d in dims[1 : ndim + 1]),
+        bytes_per_voxel=value_bytes,
+        compressed=gzipped,
+        data_offset=None if pair else int(vox_offset),
+        float_kind=(endian + kind) if kind else None,
+        detached_header=pair,
+    )
+
+
+def _mgh_header(path: Path, head: bytes, gzipped: bool) -> HeaderInfo | None:
+    if len(head) < 28 or struct.unpack(">i", head[:4])[0] != 1 or not path.name.lower().endswith((".mgz", ".mgh")):
+        return None
+    width, height, depth, frames, kind = struct.unpack(">5i", head[4:24])
+    if min(width, height, depth, frames) < 1:
+        raise _damaged(path, f"its MGH header has impossible dimensions {[width, height, depth, frames]}")
+    value_bytes = {0: 1, 1: 4, 3: 4, 4: 2}.get(kind)
+    if value_bytes is None:
+        raise _damaged(path, f"its MGH header has an unknown voxel type {kind}")
+    return HeaderInfo("mgh", (width, height, depth, frames), value_bytes, gzipped, 284,
+                      float_kind=">f4" if kind == 3 else None)
+
+
+def _nrrd_value_bytes(kind: str) -> int:
+    kind = kind.strip().lower()
+    if kind in ("double",) or "64" in kind or "long" in kind:
+        return 8
+    if "short" in kind or "16" in kind:
+        return 2
+    if "char" in kind or kind.endswith(("int8", "int8_t")):
+        return 1
+    return 4  # float, int, uint, int32...
+
+
+def _nrrd_header(path: Path, head: bytes, gzipped: bool) -> HeaderInfo | None:
+    if not head.startswith(b"NRRD"):
+        return None
+    match = re.search(rb"\r?\n\r?\n", head)
+    end = match.end() if match else None
+    if end is None and len(head) >= HEADER_PEEK_BYTES:
+        raise _damaged(path, f"its NRRD header is longer than {HEADER_PEEK_BYTES // 1024} KB or has no end")
+    fields: dict[str, str] = {}
+    for line in head[:end].decode("latin-1").splitlines()[1:]:
+        if not line.strip() or line.startswith("#"):
+            continue
+        if ":" in line:
+            key, _, value = line.partition(":")
+            if value.startswith("="):  # key:=value pairs are free text, not fields
+                continue
+            fields[key.strip().lower().replace(" ", "")] = value.strip()
+    data_file = fields.get("datafile")
+    try:
+        shape = tuple(int(v) for v in fields.get("sizes", "").split())
+    except ValueError:
+        raise _damaged(path, f"its NRRD 'sizes' field is not a list of numbers ({fields.get('sizes')!r})") from None
+    if not shape or any(n < 1 for n in shape):
+        raise _damaged(path, f"its NRRD header has no valid 'sizes' field ({fields.get('sizes')!r})")
+    kind = fields.get("type", "")
+    encoding = fields.get("encoding", "raw").lower()
+    value_bytes = _nrrd_value_bytes(kind)
+    float_kind = None
+    if kind.lower() in ("float", "double"):
+        order = ">" if fields.get("endian", "little").lower() == "big" else "<"
+        float_kind = order + ("f4" if kind.lower() == "float" else "f8")
+    return HeaderInfo(
+        format="nrrd", shape=shape, bytes_per_voxel=value_bytes, compressed=gzipped or encoding not in ("raw",),
+        data_offset=end if encoding == "raw" and data_file is None and fields.get("byteskip", "0") == "0" else None,
+        data_file=data_file, float_kind=float_kind,
+        detached_header=path.name.lower().endswith(".nhdr"),
+    )
+
+
+_META_BYTES = {"CHAR": 1, "UCHAR": 1, "SHORT": 2, "USHORT": 2, "INT": 4, "UINT": 4, "LONG": 4, "ULONG": 4,
+               "LONG_LONG": 8, "ULONG_LONG": 8, "FLOAT": 4, "DOUBLE": 8}
+
+
+def _meta_header(path: Path, head: bytes, gzipped: bool) -> HeaderInfo | None:
+    match = re.search(rb"(?im)^[ \t]*ElementDataFile[ \t]*=[ \t]*([^\r\n]*)\r?\n?", head)
+    if match is None:
+        if re.match(rb"\s*(ObjectType|NDims|DimSize)\s*=", head):
+            raise _damaged(path, "its MetaImage header has no ElementDataFile line (or is longer than "
+                                 f"{HEADER_PEEK_BYTES // 1024} KB)")
+        return None
+    fields = {}
+    for line in head[: match.start()].decode("latin-1").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            fields[key.strip().lower()] = value.strip()
+    try:
+        shape = tuple(int(v) for v in fields.get("dimsize", "").split())
+        channels = int(fields.get("elementnumberofchannels", "1"))
+    except ValueError:
+        raise _damaged(path, f"its MetaImage DimSize is not a list of numbers ({fields.get('dimsize')!r})") from None
+    if not shape or any(n < 1 for n in shape) or channels < 1:
+        raise _damaged(path, f"its MetaImage header has no valid DimSize ({fields.get('dimsize')!r})")
+    element = fields.get("elementtype", "").upper().removeprefix("MET_").removesuffix("_ARRAY")
+    data_file = match.group(1).decode("latin-1").strip()
+    local = data_file.upper() == "LOCAL"
+    compressed = fields.get("compresseddata", "false").lower() == "true"
+    try:
+        compressed_size = int(fields.get("compresseddatasize", "0")) if compressed else None
+    except ValueError:
+        compressed_size = None
+    float_kind = None
+    if element in ("FLOAT", "DOUBLE"):
+        msb = fields.get("binarydatabyteordermsb", fields.get("elementbyteordermsb", "false")).lower() == "true"
+        float_kind = (">" if msb else "<") + ("f4" if element == "FLOAT" else "f8")
+    return HeaderInfo(
+        format="metaimage", shape=shape + ((channels,) if channels > 1 else ()),
+        bytes_per_voxel=_META_BYTES.get(element, 8), compressed=gzipped or compressed,
+        data_offset=match.end() if local and (not compressed or compressed_size) and fields.get("headersize", "0") == "0" else None,
+        data_file=None if local else data_file, float_kind=float_kind,
+        detached_header=path.name.lower().endswith(".mhd"), stored_bytes=compressed_size or None,
+    )
+
+
+def read_header(path: str | Path) -> HeaderInfo | None:
+    """The header of a NIfTI, NRRD, MetaImage or MGH file, read without its voxels; None if the
+    file is none of these (by content, not name). Raises InputError for a damaged header."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No such file: {path}")
+    head, gzipped = _peek(path)
+    for parse in (_nrrd_header, _nifti_header, _mgh_header, _meta_header):
+        info = parse(path, head, gzipped)
+        if info is not None:
+            return info
+    return None
+
+
+def check_self_contained(path: str | Path) -> HeaderInfo:
+    """Refuse a file that is not one self-contained NIfTI/NRRD/MetaImage/MGH volume: one that
+    names another file for its voxels (NRRD `data file:`, MetaImage `ElementDataFile` other than
+    LOCAL), a detached header (.nhdr, .mhd, NIfTI 'ni1' pair), or content of another kind.
+    For uploads: reading such a file would read a file of the server's. Reads the header only."""
+    path = Path(path)
+    what = "Upload a single-file .nii.gz, .nrrd, .mha or .mgz (voxels in the same file)."
+    if path.name.lower().endswith((".nhdr", ".mhd")):
+        raise InputError(f"{path.name} is a detached header: its voxels are in a separate file, which an upload "
+                         f"does not bring along. {what}")
+    info = read_header(path)
+    if info is None:
+        raise InputError(f"{path.name} is not a NIfTI, NRRD, MetaImage or FreeSurfer MGH volume (by its content). {what}")
+    if info.data_file is not None:
+        field = "data file" if info.format == "nrrd" else "ElementDataFile"
+        raise InputError(f"{path.name} names another file for its voxels ({field}: {info.data_file[:80]}); "
+                         f"it was not read. {what}")
+    if info.detached_header:
+        raise InputError(f"{path.name} is a header whose voxels are in a separate file; it was not read. {what}")
+    return info
+
+
+def available_memory_bytes() -> int:
+    """Memory the OS can give us now: Linux MemAvailable (free plus reclaimable page cache)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def estimate_voxels_and_bytes(path: str | Path) -> tuple[int, int]:
+    """(voxel values, bytes of memory to read them) from the header alone; (0, 0) if the format
+    is not one we can inspect. Reading needs the voxel data once as stored plus a float32 copy
+    (checks, display), so bytes = stored data bytes + 4 per value."""
+    info = read_header(path)
+    if info is None:
+        return 0, 0
+    return info.voxels, info.data_bytes + 4 * info.voxels
+
+
+def check_size(path: str | Path, max_bytes: int | None = None, available: int | None = None,
+               info: HeaderInfo | None = None) -> HeaderInfo | None:
+    """Refuse, from the header alone, a file whose voxels would not fit: more than MAX_VOXELS,
+    more memory than is available now, or (uploads) more uncompressed bytes than `max_bytes`."""
+    path = Path(path)
+    info = read_header(path) if info is None else info
+    if info is None:
+        return None
+    voxels, needed = info.voxels, info.data_bytes + 4 * info.voxels
+    dims = "x".join(str(n) for n in info.shape)
+    if voxels > MAX_VOXELS:
+        raise InputError(f"{path.name} claims {dims} = {voxels:,} voxels, more than this program reads "
+                         f"({MAX_VOXELS:,}); it was not read. Crop or downsample it first (or the header is damaged).")
+    if max_bytes is not None and info.data_bytes > max_bytes:
+        raise InputError(f"{path.name} holds {info.data_bytes / 2**20:.1f} MB of voxels once uncompressed ({dims}), "
+                         f"more than this server accepts ({max_bytes / 2**20:.1f} MB). Give its path on the command "
+                         "line instead, or start the server with a larger --max-upload-mb.")
+    free = available_memory_bytes() if available is None else available
+    if needed > free:
+        raise InputError(f"Reading {path.name} ({dims} voxels) would need about {needed / 2**30:.1f} GiB of memory "
+                         f"and {free / 2**30:.1f} GiB is available; it was not read. Crop or downsample it first, "
+                         "or free memory.")
+    return info
+
+
+def _scan_data(path: Path, info: HeaderInfo) -> None:
+    """Read the voxel data of a NIfTI/MGH file as a stream, once: refuse it if it ends early (ITK
+    zero-fills a truncated plain .nii and a truncated .nii.gz) or, for float NIfTI, if it holds
+    NaN/Inf (ITK's NIfTI reader silently turns them into 0). Memory: one 4 MB chunk."""
+    scan_floats = info.format == "nifti" and info.float_kind is not None
+    expected = info.data_bytes
+    if not info.compressed and not scan_floats:
+        have = path.stat().st_size - info.data_offset
+        if have < expected:
+            raise _damaged(path, f"it ends early: {max(have, 0):,} of {expected:,} bytes of voxel data, truncated")
+        return
+    dtype = np.dtype(info.float_kind) if scan_floats else None
+    chunk = (1 << 22) - (1 << 22) % (dtype.itemsize if dtype else 1)
+    bad = read = 0
+    carry = b""
+    try:
+        with (gzip.open(path, "rb") if info.compressed else open(path, "rb")) as stream:
+            skip = info.data_offset
+            while skip:
+                got = len(stream.read(min(skip, chunk)))
+                if not got:
+                    break
+                skip -= got
+            while True:
+                block = stream.read(chunk)
+                if not block:
+                    break
+                if dtype is not None and read < expected:
+                    useful = carry + block[: max(0, expected - read)]
+                    whole = len(useful) - len(useful) % dtype.itemsize
+                    values = np.frombuffer(useful[:whole], dtype)
+                    bad += int(values.size - np.count_nonzero(np.isfinite(values)))
+                    carry = useful[whole:]
+                read += len(block)
+    except EOFError as error:
+        raise _damaged(path, "it ends early: its compressed data stop before the end, truncated") from error
+    except (OSError, zlib.error) as error:
+        raise _damaged(path, f"its compressed data is corrupt: {error}") from error
+    if read < expected:
+        raise _damaged(path, f"it ends early: {read:,} of {expected:,} bytes of voxel data, truncated")
+    if bad:
+        raise InputError(
+            f"{path.name} has {bad} NaN or infinite voxel(s), which the NIfTI reader would silently turn into 0. "
+            "Replace them first, e.g. with Slicer's 'Threshold Scalar Volume' or numpy.nan_to_num, then run again."
+        )
+
+
+def check_integrity(path: str | Path, info: HeaderInfo | None = None) -> None:
+    """Refuse a file whose voxel data are shorter than its header says (plain NIfTI, raw NRRD,
+    MetaImage, MGH; gzip streams read to their end) or, for float NIfTI, hold NaN/Inf."""
+    path = Path(path)
+    info = read_header(path) if info is None else info
+    if info is None:
+        if path.name.lower().endswith((".gz", ".mgz")):
+            _check_gzip_complete(path)
+        return
+    if info.format in ("nifti", "mgh") and info.data_offset is not None:
+        _scan_data(path, info)
+    elif info.compressed and path.name.lower().endswith((".gz", ".mgz")):
+        _check_gzip_complete(path)
+    elif info.data_offset is not None:  # raw NRRD or MetaImage with the voxels in this file
+        have, need = path.stat().st_size - info.data_offset, info.stored_bytes or info.data_bytes
+        if have < need:
+            raise _damaged(path, f"it ends early: {max(have, 0):,} of {need:,} bytes of voxel data, truncated")
 
 
 def _read_mgh(path: Path) -> sitk.Image:
@@ -59,19 +434,41 @@ def _check_gzip_complete(path: Path) -> None:
         ) from error
 
 
-def readImage(path: str | Path) -> sitk.Image:
-    """An MRI file as a SimpleITK image; a clear error when the file is missing or unreadable."""
+def _check_data_file(path: Path, info: HeaderInfo) -> None:
+    """A detached data file must be a regular file: never a device (/dev/urandom, /dev/stdin)
+    or a FIFO, which would be read without end or block."""
+    name = info.data_file.strip()
+    if name.upper() == "LIST" or len(name.split()) > 1:  # file lists and patterns: left to the reader
+        return
+    target = Path(name) if Path(name).is_absolute() else path.parent / name
+    if target.exists() and not target.is_file():
+        raise InputError(f"{path.name} names {name} for its voxels, which is not a regular file; it was not read. "
+                         "Point its data file at the raw voxel file, or convert the volume to .nii.gz.")
+
+
+def readImage(path: str | Path, max_bytes: int | None = None) -> sitk.Image:
+    """An MRI file as a SimpleITK image; a clear error when the file is missing or unreadable.
+
+    Before the voxels are read: the header's size is checked against the memory available (and
+    `max_bytes` of uncompressed voxel data, if given), and the data are checked to be complete
+    (and, for float NIfTI, finite)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No such file: {path}")
     try:
-        if path.name.lower().endswith((".gz", ".mgz")):
-            _check_gzip_complete(path)
+        info = read_header(path)
+        check_size(path, max_bytes=max_bytes, info=info)
+        if info is not None and info.data_file is not None:
+            _check_data_file(path, info)
+        check_integrity(path, info)
         if path.name.lower().endswith((".mgz", ".mgh")):
             return _read_mgh(path)
         return sitk.ReadImage(str(path))
     except InputError:
         raise
+    except MemoryError as error:
+        raise InputError(f"Cannot read {path.name}: there is not enough memory for its voxels. Crop or "
+                         "downsample it first, or free memory.") from error
     except Exception as error:  # readers raise RuntimeError, EOFError, zlib errors...
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         raise InputError(f"Cannot read {path.name}: it is damaged or not a supported image ({first_line}).") from error
