@@ -282,6 +282,8 @@ class LUnetWebApp:
         state.lunet_error = ""
         state.lunet_status = (f"Loaded {case.name}: {dims[0]}x{dims[1]}x{dims[2]} voxels of "
                               f"{spacing[0]:.2g}x{spacing[1]:.2g}x{spacing[2]:.2g} mm. Press Segment.")
+        if case.warnings:  # from the entry check: shown with the case, before Segment
+            state.lunet_status += " Caution: " + " ".join(case.warnings)
         self._refresh_rows()
 
     # ------------------------------------------------------------------ segmenting

@@ -4,21 +4,27 @@ Works on any MRML scene that has the Slicer module logics registered (trame-slic
 SlicerApp in the web app, `mrml.createHeadlessScene()` in tests), so it is tested without a
 browser. Every step either completes or leaves the scene as it was: a file that cannot be
 loaded adds no node, a segmentation that fails writes nothing, and saving never replaces an
-existing file.
+existing file (each file is written whole to a temporary name, then moved into place without
+following symbolic links: see outputs.write_atomic). An upload is read only if it is one
+self-contained volume whose header fits the size limit, uncompressed (see
+volumeio.check_self_contained and check_size): it can never make the server read a file of its own.
 """
 from __future__ import annotations
 
+import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from .. import api, mrml
+from ..checks import check_input
+from ..outputs import OutputError, OutputExistsError, write_atomic
 from ..preprocess import InputError
 from ..resample import image_from_ijk_to_ras
-from ..volumeio import SUFFIXES, case_name, readImage, writeLabelmap
+from ..volumeio import SUFFIXES, case_name, check_self_contained, readImage, writeLabelmap
 
 # Volume formats a user can open; .seg.nrrd is an output, not an input.
 INPUT_SUFFIXES = tuple(s for s in SUFFIXES if s != ".seg.nrrd")
@@ -65,6 +71,7 @@ class Case:
     segmentationNode: object
     inputPath: Path | None  # None for an upload: there is no folder of the user's to save next to
     voxelVolume: float  # mm3 of one voxel of the input volume
+    warnings: list[str] = field(default_factory=list)  # from checks.check_input: shown with the case
 
 
 @dataclass
@@ -95,7 +102,7 @@ def _free_paths(folder: Path, names: list[tuple[str, str]]) -> list[Path]:
     while True:
         tag = "" if number == 1 else f"-{number}"
         paths = [folder / f"{stem}{tag}{suffix}" for stem, suffix in names]
-        if not any(path.exists() for path in paths):
+        if not any(os.path.lexists(path) for path in paths):  # a dangling link is taken too
             return paths
         number += 1
 
@@ -113,19 +120,25 @@ class WebSession:
 
     # ------------------------------------------------------------------ loading
 
-    def load(self, path: str | Path, displayName: str | None = None, fromUpload: bool = False) -> Case:
+    def load(self, path: str | Path, displayName: str | None = None, fromUpload: bool = False,
+             maxBytes: int | None = None) -> Case:
         """Read a volume file into the scene as the current case, with an empty segmentation.
 
         Everything is checked before the first node is added, so a bad file leaves the scene
         and the current case as they were. Earlier cases stay in the scene (nothing is lost).
+        An upload must be self-contained (no data file named in its header) and, if maxBytes
+        is given, hold at most that many bytes of voxels uncompressed: both from the header,
+        before any voxel is read.
         """
         path = Path(path)
         name = case_name(displayName or path.name)
         check_volume_name(displayName or path.name)
-        image = readImage(path)
+        if fromUpload:
+            check_self_contained(path)
+        image = readImage(path, max_bytes=maxBytes)  # header size, truncation, NaN in NIfTI: before the voxels
         if image.GetDimension() == 4 and image.GetSize()[3] == 1:
             image = image[:, :, :, 0]
-        api.checkVoxels(image, name)  # 2D, 4D, vector, NaN, constant: refused with the core's messages
+        warnings = check_input(image, name)  # the single entry check every caller uses
         volumeNode = mrml.imageToVolumeNode(self.scene, image, name)
         _window_level(volumeNode)
         segmentationNode = mrml.newSegmentationNode(volumeNode, f"{name} segmentation")
@@ -136,16 +149,22 @@ class WebSession:
             segmentationNode=segmentationNode,
             inputPath=None if fromUpload else path.resolve(),
             voxelVolume=float(np.prod(image.GetSpacing())),
+            warnings=warnings,
         )
         return self.case
 
     def loadUpload(self, name: str, content: bytes, maxBytes: int) -> Case:
-        """An uploaded file: checked by name and size, read from a private temporary copy."""
+        """An uploaded file: checked by name and size, then by its header (self-contained, at
+        most maxBytes of voxels uncompressed), read from a private temporary copy."""
         check_upload(name, len(content), maxBytes)
+        lowered = name.lower()
+        suffix = next(s for s in UPLOAD_SUFFIXES if lowered.endswith(s))
         with tempfile.TemporaryDirectory(prefix="lunet-upload-") as folder:
-            path = Path(folder) / Path(name).name  # never a path the client chose
-            path.write_bytes(content)
-            return self.load(path, displayName=name, fromUpload=True)
+            path = Path(folder) / f"upload{suffix}"  # never a name or path the client chose
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            with os.fdopen(os.open(path, flags, 0o600), "wb") as handle:
+                handle.write(content)
+            return self.load(path, displayName=Path(name).name, fromUpload=True, maxBytes=maxBytes)
 
     # ------------------------------------------------------------------ segmenting
 
@@ -237,10 +256,16 @@ class WebSession:
         paths = _free_paths(folder, [(case.name + OUTPUTS[kind][0], OUTPUTS[kind][1]) for kind in kinds])
         try:
             for kind, path in zip(kinds, paths):
+                # Written whole under a temporary name, then moved into place: never through a
+                # symbolic link, never over a name that appeared since _free_paths looked.
                 if kind == "seg":
-                    mrml.writeSegmentationFile(case.segmentationNode, path)
+                    write_atomic(path, lambda tmp: mrml.writeSegmentationFile(case.segmentationNode, tmp))
                 else:
-                    writeLabelmap(labels, path)
+                    write_atomic(path, lambda tmp: writeLabelmap(labels, tmp))
+        except OutputExistsError:
+            raise
+        except OutputError as error:
+            raise InputError(f"{error} Or use Download instead.") from error
         except OSError as error:
             raise InputError(f"Could not save into {folder}: {error.strerror or error}. Use Download instead.") from error
         finally:
