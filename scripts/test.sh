@@ -2,12 +2,18 @@
 # The README's test command: set up .venv and run the main suite, then set up .venv-web (and
 # Debian's chromium) and run the browser tests of the web app. Extra arguments go to the main
 # pytest run, e.g. `bash scripts/test.sh -m "not slow"`; LUNET_SKIP_WEB=1 skips the browser part
-# (for a quick local run; CI always runs it).
+# (for a quick local run; CI always runs it). scripts/check_versions.sh then checks Python 3.9/3.12
+# and NumPy 1/2 compatibility of what the extension ships.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 export QT_QPA_PLATFORM=offscreen
 .venv/bin/python -m pytest Testing --ignore=Testing/web "$@"
+# What the extension ships, under the Python/NumPy pairs of Slicer 5.8, 5.10 and 5.12 (pyenv's
+# 3.9 and 3.12) plus a static Python 3.9 check; LUNET_SKIP_VERSIONS=1 skips it locally.
+if [ "${LUNET_SKIP_VERSIONS:-0}" != 1 ]; then
+  bash scripts/check_versions.sh
+fi
 if [ "${LUNET_SKIP_WEB:-0}" != 1 ]; then
   bash scripts/test_web.sh -q
 fi
