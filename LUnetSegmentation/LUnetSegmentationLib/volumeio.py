@@ -152,7 +152,8 @@ def _mgh_header(path: Path, head: bytes, gzipped: bool) -> HeaderInfo | None:
     value_bytes = {0: 1, 1: 4, 3: 4, 4: 2}.get(kind)
     if value_bytes is None:
         raise _damaged(path, f"its MGH header has an unknown voxel type {kind}")
-    return HeaderInfo("mgh", (width, height, depth, frames), value_bytes, gzipped, 284,
+    shape = (width, height, depth) + ((frames,) if frames > 1 else ())
+    return HeaderInfo("mgh", shape, value_bytes, gzipped, 284,
                       float_kind=">f4" if kind == 3 else None)
 
 
