@@ -1,0 +1,684 @@
+"""BIDS App: `python -m LUnetSegmentationLib bids BIDS_DIR OUT_DIR participant|group [...]`.
+
+participant: every T1w of the dataset (or of the participants/sessions asked for) is segmented on
+Dask (an embedded LocalCluster, or `--scheduler ADDRESS`), one task per scan, and written as
+BIDS-Derivatives beside the source's entities:
+
+    OUT_DIR/dataset_description.json                          DatasetType "derivative", GeneratedBy
+    OUT_DIR/sub-01/[ses-1/]anat/sub-01_[ses-1_]desc-hippocampus_dseg.nii.gz   labels on the T1w grid
+    OUT_DIR/sub-01/[ses-1/]anat/sub-01_[ses-1_]desc-hippocampus_dseg.tsv      index, name, color
+    OUT_DIR/sub-01/[ses-1/]anat/sub-01_[ses-1_]desc-hippocampus_dseg.json     sources, model, volumes, QC
+    OUT_DIR/sub-01/figures/sub-01_[ses-1_]desc-hippocampus_dseg.png           overlay figure for the report
+    OUT_DIR/logs/<source name>_error.json                                     only for a scan that failed
+
+group: `OUT_DIR/volumes.tsv` (+ `volumes.json`, its column descriptions) with one row per scan,
+and `OUT_DIR/report.html` (report.py).
+
+Resumable: every file is written under a temporary name and renamed into place; the JSON
+sidecar is written last and records the SHA-256 of the other files, so a scan is complete
+exactly when its sidecar names the current model and its files match their checksums. A re-run
+skips complete scans and redoes every other one (partial, failed, or made by another model).
+A scan that fails is recorded in logs/ with its error and the others go on.
+
+The BIDS layout rules needed here are implemented directly (sub-<label>/[ses-<label>/]anat/
+sub-<label>[_ses-<label>][_acq-][_ce-][_rec-][_run-]..._T1w.nii[.gz]) rather than through
+pybids: that is the one rule this app needs, and pybids would add pandas, SQLAlchemy and an
+index build of the whole dataset at every start to a tool that otherwise imports in a second.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import logging
+import os
+import re
+import resource
+import socket
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .preprocess import InputError
+
+log = logging.getLogger("LUnetSegmentation")
+
+DESC = "hippocampus"
+BIDS_VERSION = "1.9.0"
+LABEL = r"[a-zA-Z0-9]+"
+# Entities a raw T1w name may carry, in the order BIDS requires.
+T1W_NAME = re.compile(
+    rf"^sub-(?P<sub>{LABEL})(?:_ses-(?P<ses>{LABEL}))?(?:_acq-(?P<acq>{LABEL}))?(?:_ce-(?P<ce>{LABEL}))?"
+    rf"(?:_rec-(?P<rec>{LABEL}))?(?:_run-(?P<run>[0-9]+))?(?:_echo-(?P<echo>[0-9]+))?"
+    rf"(?:_part-(?P<part>mag|phase|real|imag))?(?:_chunk-(?P<chunk>[0-9]+))?_T1w\.nii(?:\.gz)?$"
+)
+_TMP_PREFIX = ".tmp-"
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One T1w image of the input dataset and where its derivatives go."""
+
+    path: Path  # the source image
+    relative: str  # its path inside the dataset, POSIX style ("sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz")
+    subject: str
+    session: str | None
+    stem: str  # entities of the source name: "sub-01_ses-1_run-1"
+
+    @property
+    def scan_id(self) -> str:
+        return self.stem + "_T1w"
+
+    @property
+    def anat_parts(self) -> tuple[str, ...]:
+        return (f"sub-{self.subject}",) + ((f"ses-{self.session}",) if self.session else ()) + ("anat",)
+
+    def dseg_name(self, extension: str) -> str:
+        return f"{self.stem}_desc-{DESC}_dseg{extension}"
+
+    def figure_relative(self) -> str:
+        return f"sub-{self.subject}/figures/{self.dseg_name('.png')}"
+
+    def outputs(self, out_dir: Path) -> dict[str, Path]:
+        anat = Path(out_dir, *self.anat_parts)
+        return {
+            "dseg": anat / self.dseg_name(".nii.gz"),
+            "tsv": anat / self.dseg_name(".tsv"),
+            "sidecar": anat / self.dseg_name(".json"),
+            "figure": Path(out_dir) / self.figure_relative(),
+            "error": Path(out_dir) / "logs" / f"{self.scan_id}_error.json",
+        }
+
+
+def _labels(values, what: str) -> list[str] | None:
+    if not values:
+        return None
+    labels = []
+    for value in values:
+        label = value.split("-", 1)[1] if value.startswith(f"{what}-") else value
+        if not re.fullmatch(LABEL, label):
+            raise InputError(f"{what} label {value!r} is not a BIDS label (letters and digits only).")
+        labels.append(label)
+    return labels
+
+
+def find_scans(bids_dir, participants=None, sessions=None) -> list[Scan]:
+    """Every T1w image of a BIDS dataset (sub-*/[ses-*/]anat/*_T1w.nii[.gz]), optionally only of
+    the given participant and session labels ("01" or "sub-01"), sorted by path."""
+    bids_dir = Path(bids_dir)
+    if not bids_dir.is_dir():
+        raise InputError(f"The BIDS dataset folder {bids_dir} does not exist.")
+    if not (bids_dir / "dataset_description.json").is_file():
+        raise InputError(f"{bids_dir} is not a BIDS dataset: it has no dataset_description.json.")
+    wanted_subjects = _labels(participants, "sub")
+    wanted_sessions = _labels(sessions, "ses")
+    scans = []
+    for subject_dir in sorted(bids_dir.glob("sub-*")):
+        subject = subject_dir.name[4:]
+        if not subject_dir.is_dir() or not re.fullmatch(LABEL, subject):
+            continue
+        if wanted_subjects is not None and subject not in wanted_subjects:
+            continue
+        anat_dirs = [(None, subject_dir / "anat")] + [
+            (ses_dir.name[4:], ses_dir / "anat") for ses_dir in sorted(subject_dir.glob("ses-*")) if ses_dir.is_dir()
+        ]
+        for session, anat in anat_dirs:
+            if not anat.is_dir() or (wanted_sessions is not None and session not in wanted_sessions):
+                continue
+            for path in sorted(anat.iterdir()):
+                match = T1W_NAME.match(path.name)
+                if not match:
+                    continue
+                if match["sub"] != subject or match["ses"] != session:
+                    log.warning("Skipping %s: its sub/ses entities do not match its folder.", path)
+                    continue
+                stem = path.name[: path.name.index("_T1w")]
+                scans.append(Scan(path, path.relative_to(bids_dir).as_posix(), subject, session, stem))
+    if not scans:
+        which = []
+        if wanted_subjects:
+            which.append("participant(s) " + ", ".join(wanted_subjects))
+        if wanted_sessions:
+            which.append("session(s) " + ", ".join(wanted_sessions))
+        raise InputError(f"No T1w images found in {bids_dir}" + (f" for {' and '.join(which)}" if which else "")
+                         + " (expected sub-<label>/[ses-<label>/]anat/sub-<label>_..._T1w.nii.gz).")
+    return scans
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_atomic(path: Path, write_to) -> Path:
+    """Write `path` through `write_to(tmp)` on a temporary name in the same folder, fsync, then
+    rename into place (rename replaces a symlink at `path`, never writes through it); the
+    temporary file is removed on any error. The one place to swap for outputs.write_atomic."""
+    path = Path(path)
+    tmp = path.with_name(f"{_TMP_PREFIX}{uuid.uuid4().hex[:12]}-{path.name}")  # keeps the real extension
+    try:
+        write_to(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress_os_error():
+            tmp.unlink()
+        raise
+    with _suppress_os_error():
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    return path
+
+
+class _suppress_os_error:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        return kind is not None and issubclass(kind, OSError)
+
+
+def _write_text(path: Path, text: str) -> Path:
+    return _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _write_json(path: Path, data) -> Path:
+    return _write_text(path, json.dumps(data, indent=2, default=_jsonable) + "\n")
+
+
+def _jsonable(value):
+    try:
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+    except ImportError:
+        pass
+    return str(value)
+
+
+def _safe_dir(root: Path, parts) -> Path:
+    """root/parts..., created as needed; refuses a symlinked folder below root, so outputs never
+    land outside the derivatives dataset through a link."""
+    folder = Path(root)
+    for part in parts:
+        folder = folder / part
+        if folder.is_symlink():
+            raise InputError(f"{folder} is a symbolic link; refusing to write derivatives through it.")
+        folder.mkdir(exist_ok=True)
+    return folder
+
+
+def _remove_stale_temporaries(paths) -> None:
+    """Temporary files a killed worker left for these outputs (only this scan's task writes them)."""
+    for path in paths:
+        if path.parent.is_dir():
+            for stale in path.parent.glob(f"{_TMP_PREFIX}*-{path.name}"):
+                with _suppress_os_error():
+                    stale.unlink()
+
+
+def _hex(color) -> str:
+    return "#" + "".join(f"{int(round(float(c) * 255)):02x}" for c in color)
+
+
+# ----------------------------------------------------------------------------- model and dataset
+
+
+def model_identity(model=None) -> dict:
+    """id, version and weights SHA-256 of a model; checks the weights file against its card now,
+    in the client, so corrupt weights stop the run before any worker starts."""
+    from .weights import WeightsError, find_model, sha256sum
+
+    card = find_model(model)
+    if not card.weights_path.is_file():
+        raise WeightsError(f"The weights file {card.weights_path} of model {card.model_id!r} is missing. Reinstall.")
+    if sha256sum(card.weights_path) != card.weights_sha256:
+        raise WeightsError(f"The weights file {card.weights_path} does not match its model card's SHA-256: it is "
+                           "corrupt or truncated. Reinstall (or restore the file).")
+    return {"id": card.model_id, "version": card.version, "sha256": card.weights_sha256,
+            "card": str(card.path), "labels": card.labels}
+
+
+def dataset_description(bids_dir: Path, model: dict) -> dict:
+    source_name = ""
+    try:
+        source_name = json.loads((Path(bids_dir) / "dataset_description.json").read_text()).get("Name", "")
+    except (OSError, ValueError):
+        pass
+    return {
+        "Name": f"LUnetSegmentation hippocampus segmentation{f' of {source_name}' if source_name else ''}",
+        "BIDSVersion": BIDS_VERSION,
+        "DatasetType": "derivative",
+        "GeneratedBy": [{
+            "Name": "LUnetSegmentation",
+            "Version": __version__,
+            "Description": f"Lean Unet hippocampus segmentation, model {model['id']} version {model['version']} "
+                           f"(weights SHA-256 {model['sha256']})",
+            "CodeURL": "https://github.com/lassoan/LUnetSegmentation",
+            "ModelId": model["id"],
+            "ModelVersion": model["version"],
+            "ModelSHA256": model["sha256"],
+        }],
+        "SourceDatasets": [{"URL": Path(bids_dir).resolve().as_uri()}],
+    }
+
+
+def _prepare_output(bids_dir: Path, out_dir: Path, model: dict) -> None:
+    bids_dir, out_dir = Path(bids_dir).resolve(), Path(out_dir)
+    if out_dir.resolve() == bids_dir:
+        raise InputError("OUT_DIR must not be the BIDS dataset itself; use e.g. BIDS_DIR/derivatives/lunet.")
+    if out_dir.is_symlink():
+        raise InputError(f"{out_dir} is a symbolic link; give the real output folder.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    description = out_dir / "dataset_description.json"
+    if description.is_file():
+        try:
+            existing = json.loads(description.read_text())
+            made_by = existing["GeneratedBy"][0]
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            made_by = None
+        if made_by is None or made_by.get("Name") != "LUnetSegmentation":
+            raise InputError(f"{out_dir} holds another dataset (its dataset_description.json is not this app's); "
+                             "choose an empty or LUnetSegmentation output folder.")
+        if made_by.get("ModelSHA256") != model["sha256"]:
+            raise InputError(f"{out_dir} holds results of another model (weights SHA-256 "
+                             f"{str(made_by.get('ModelSHA256'))[:12]}...); write this model's results to a new folder.")
+    _write_json(description, dataset_description(bids_dir, model))
+
+
+# ----------------------------------------------------------------------------- one scan (on a worker)
+
+
+def scan_complete(scan: Scan, out_dir: Path, model_sha: str) -> dict | None:
+    """The scan's sidecar if its outputs are complete and valid for this model, else None."""
+    paths = scan.outputs(out_dir)
+    try:
+        sidecar = json.loads(paths["sidecar"].read_text())
+        if sidecar["LUnet"]["Model"]["WeightsSHA256"] != model_sha:
+            return None
+        for key, expected in sidecar["LUnet"]["Checksums"].items():
+            path = paths[key]
+            if path.is_symlink() or _sha256(path) != expected:
+                return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return sidecar
+
+
+def _qc(result) -> dict:
+    details = result.details or {}
+    localization = details.get("localization") or {}
+    left = result.side_volumes_mm3.get("left")
+    right = result.side_volumes_mm3.get("right")
+    asymmetry = None
+    if left is not None and right is not None and left + right > 0:
+        asymmetry = (left - right) / ((left + right) / 2)
+    scale = None
+    if localization.get("scales"):
+        scale = 1.0
+        for s in localization["scales"]:
+            scale *= float(s)
+    total = sum(result.volumes_mm3.values())
+    return {
+        "Mode": details.get("mode"),
+        "LocalizationCorrelation": localization.get("correlation"),
+        "AsymmetryIndex": None if asymmetry is None else round(asymmetry, 4),
+        "HeadScale": None if scale is None else round(scale, 4),
+        "TotalNormalisedMm3": None if not scale else round(total / scale, 1),
+        "MeanEntropy": details.get("mean_entropy"),
+    }
+
+
+def process_scan(task: dict) -> dict:
+    """Segment one scan and write its derivatives; never raises (a failure is a record, also
+    written to logs/). Runs in a Dask worker: the model comes from the worker's cache."""
+    from . import cohort
+
+    started, usage = time.time(), resource.getrusage(resource.RUSAGE_SELF)
+    scan = Scan(Path(task["path"]), task["relative"], task["subject"], task["session"], task["stem"])
+    out_dir = Path(task["out_dir"])
+    paths = scan.outputs(out_dir)
+    record = {"scan": scan.scan_id, "relative": scan.relative, "status": "error", "error": "", "pid": os.getpid(),
+              "host": socket.gethostname()}
+    try:
+        _remove_stale_temporaries(paths.values())
+        with _suppress_os_error():
+            paths["sidecar"].unlink()  # from here until the new sidecar lands, the scan counts as partial
+        record.update(_segment_and_write(scan, task, paths))
+        record["status"] = "ok"
+        with _suppress_os_error():
+            paths["error"].unlink()
+    except Exception as error:  # one bad scan: recorded, the others go on
+        record["error"] = _message(error)
+    finally:
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        record["seconds"] = round(time.time() - started, 3)
+        record["cpu_seconds"] = round(after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime, 3)
+        record["peak_rss_mb"] = round(after.ru_maxrss / 1024, 1)  # Linux: KiB
+        record["model_loads_in_process"] = cohort.model_loads
+    if record["status"] == "error":
+        write_error(scan, out_dir, record)
+    return record
+
+
+def _message(error: BaseException) -> str:
+    text = str(error).strip()
+    if isinstance(error, (InputError, FileNotFoundError)) or type(error).__name__ == "WeightsError":
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def write_error(scan: Scan, out_dir: Path, record: dict) -> None:
+    path = scan.outputs(out_dir)["error"]
+    _safe_dir(out_dir, ["logs"])
+    _write_json(path, {"Source": scan.relative, "Error": record.get("error", ""), "Seconds": record.get("seconds"),
+                       "Host": record.get("host"), "Time": _now()})
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _segment_and_write(scan: Scan, task: dict, paths: dict) -> dict:
+    from . import cohort, report
+    from .api import checkVoxels
+    from .pipeline import label_image
+    from .volumeio import readImage, writeLabelmap
+
+    out_dir = Path(task["out_dir"])
+    image = readImage(scan.path)
+    checkVoxels(image, scan.scan_id)
+    loaded = cohort.worker_model(task["model"], task["device"], task.get("threads"))
+    result = label_image(image, loaded=loaded)
+    if result.card.weights_sha256 != task["model_sha"]:
+        raise InputError("The model's weights changed during the run; run again.")
+
+    _safe_dir(out_dir, scan.anat_parts)
+    _safe_dir(out_dir, [f"sub-{scan.subject}", "figures"])
+    _write_atomic(paths["dseg"], lambda tmp: writeLabelmap(result.labels, tmp))
+    rows = ["index\tname\tcolor"] + [f"{s.value}\t{s.segment_name}\t{_hex(s.color)}" for s in result.specs]
+    _write_text(paths["tsv"], "\n".join(rows) + "\n")
+    figure, panels = report.overlay_figure(image, result.labels, result.specs)
+    _write_atomic(paths["figure"], lambda tmp: report.write_png(figure, tmp))
+
+    qc = _qc(result)
+    sidecar = {
+        "Description": "Hippocampus segmentation (LUnetSegmentation); label values in the _dseg.tsv beside this file.",
+        "Sources": [f"bids:raw:{scan.relative}"],
+        "Manual": False,
+        "LUnet": {
+            "Model": {"Id": result.card.model_id, "Version": result.card.version, "WeightsSHA256": result.card.weights_sha256},
+            "Version": __version__,
+            "Device": result.device,
+            "Seconds": round(result.seconds, 2),
+            "VolumesMm3": {k: round(v, 1) for k, v in result.volumes_mm3.items()},
+            "SideVolumesMm3": {k: round(v, 1) for k, v in result.side_volumes_mm3.items()},
+            "Labels": [{"index": s.value, "name": s.segment_name, "structure": s.name, "side": s.side,
+                        "color": _hex(s.color), "terminology": s.terminology} for s in result.specs],
+            "QC": qc,
+            "Details": result.details,
+            "Notes": list(result.notes),
+            "Figure": {"File": scan.figure_relative(), "Panels": panels},
+            "Completed": _now(),
+            "Host": socket.gethostname(),
+            "RunId": task.get("run_id"),
+            "Checksums": {key: _sha256(paths[key]) for key in ("dseg", "tsv", "figure")},
+        },
+    }
+    _write_json(paths["sidecar"], sidecar)  # last: its presence (with matching checksums) marks the scan complete
+    return {"mode": qc["Mode"], "volumes_mm3": sidecar["LUnet"]["VolumesMm3"],
+            "side_volumes_mm3": sidecar["LUnet"]["SideVolumesMm3"], "device": result.device}
+
+
+# ----------------------------------------------------------------------------- participant
+
+
+def run_participant(bids_dir, out_dir, participants=None, sessions=None, model=None, device="auto",
+                    workers=None, scheduler=None, threads=None, echo=print) -> dict:
+    """Segment every scan not yet complete; returns counts and the per-scan records."""
+    from . import cohort
+
+    bids_dir, out_dir = Path(bids_dir), Path(out_dir)
+    scans = find_scans(bids_dir, participants, sessions)
+    identity = model_identity(model)
+    _prepare_output(bids_dir, out_dir, identity)
+    todo = [scan for scan in scans if scan_complete(scan, out_dir, identity["sha256"]) is None]
+    skipped = len(scans) - len(todo)
+    echo(f"{len(scans)} T1w scan(s) in {bids_dir}: {skipped} already complete, {len(todo)} to segment.")
+    run_id = uuid.uuid4().hex[:12]
+    if workers is None and not scheduler:
+        workers = min(cohort.default_workers(), max(1, len(todo)))
+    threads = threads or 1  # one torch thread per single-threaded worker: workers, not threads, use the cores
+    tasks = [{"path": str(scan.path.resolve()), "relative": scan.relative, "subject": scan.subject,
+              "session": scan.session, "stem": scan.stem, "out_dir": str(out_dir.resolve()), "model": identity["card"],
+              "device": device, "model_sha": identity["sha256"], "threads": threads, "run_id": run_id} for scan in todo]
+    by_scan = {scan.scan_id: scan for scan in todo}
+    done = []
+
+    def report_one(record):
+        done.append(record)
+        if record["status"] == "ok":
+            sides = record.get("side_volumes_mm3") or {}
+            volumes = ", ".join(f"{k} {v:.0f}" for k, v in (sides or record.get("volumes_mm3", {})).items())
+            echo(f"[{len(done)}/{len(tasks)}] {record['relative']}: ok in {record['seconds']:.1f} s ({volumes} mm3)")
+        else:
+            echo(f"[{len(done)}/{len(tasks)}] {record['relative']}: FAILED: {record['error']}")
+
+    def lost(task, message):
+        scan = by_scan[f"{task['stem']}_T1w"]
+        record = {"scan": scan.scan_id, "relative": scan.relative, "status": "error", "error": message, "seconds": None}
+        write_error(scan, out_dir, record)
+        return record
+
+    started = time.time()
+    if tasks:
+        keys = [f"lunet-{run_id}-{task['stem']}" for task in tasks]
+        cohort.run_tasks(process_scan, tasks, keys, on_result=report_one, workers=workers, scheduler=scheduler, lost=lost)
+    failed = [r for r in done if r["status"] != "ok"]
+    summary = {"scans": len(scans), "skipped": skipped, "segmented": len(done) - len(failed), "failed": len(failed),
+               "seconds": round(time.time() - started, 2), "workers": workers, "scheduler": scheduler,
+               "records": done}
+    echo(f"{summary['segmented']} segmented, {summary['failed']} failed, {skipped} skipped (complete) in "
+         f"{summary['seconds']:.0f} s; derivatives in {out_dir}. Next: ... {bids_dir} {out_dir} group")
+    return summary
+
+
+# ----------------------------------------------------------------------------- group
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def collect_rows(bids_dir, out_dir, participants=None, sessions=None) -> tuple[list[dict], dict]:
+    """One row per scan of the dataset (ok, error or missing) from the derivatives; and the model."""
+    out_dir = Path(out_dir)
+    try:
+        made_by = json.loads((out_dir / "dataset_description.json").read_text())["GeneratedBy"][0]
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
+        raise InputError(f"{out_dir} has no LUnetSegmentation results (no valid dataset_description.json): run the "
+                         "participant stage first.") from error
+    model = {"id": made_by.get("ModelId"), "version": made_by.get("ModelVersion"), "sha256": made_by.get("ModelSHA256")}
+    rows = []
+    for scan in find_scans(bids_dir, participants, sessions):
+        paths = scan.outputs(out_dir)
+        row = {"scan": scan.scan_id, "participant_id": f"sub-{scan.subject}",
+               "session_id": f"ses-{scan.session}" if scan.session else "n/a", "source": scan.relative,
+               "status": "missing", "error": "", "volumes": {}}
+        sidecar = scan_complete(scan, out_dir, model["sha256"])
+        if sidecar is not None:
+            lunet = sidecar["LUnet"]
+            qc = lunet.get("QC", {})
+            sides = lunet.get("SideVolumesMm3", {})
+            row.update(
+                status="ok", volumes=lunet.get("VolumesMm3", {}), left_mm3=sides.get("left"), right_mm3=sides.get("right"),
+                total_mm3=sum(lunet.get("VolumesMm3", {}).values()), mode=qc.get("Mode"),
+                asymmetry_index=qc.get("AsymmetryIndex"), head_scale=qc.get("HeadScale"),
+                total_normalised_mm3=qc.get("TotalNormalisedMm3"),
+                localization_correlation=qc.get("LocalizationCorrelation"), mean_entropy=qc.get("MeanEntropy"),
+                seconds=lunet.get("Seconds"), device=lunet.get("Device"), figure=lunet.get("Figure", {}).get("File"),
+                figure_panels=lunet.get("Figure", {}).get("Panels", []), notes="; ".join(lunet.get("Notes", [])),
+            )
+        elif paths["error"].is_file():
+            try:
+                error = json.loads(paths["error"].read_text())
+                row.update(status="error", error=error.get("Error", ""), seconds=error.get("Seconds"))
+            except (OSError, ValueError):
+                row.update(status="error", error="(unreadable error record)")
+        rows.append(row)
+    return rows, model
+
+
+def run_group(bids_dir, out_dir, participants=None, sessions=None, echo=print) -> dict:
+    """volumes.tsv (+ volumes.json) and report.html for every scan of the dataset."""
+    from . import report
+
+    out_dir = Path(out_dir)
+    rows, model = collect_rows(bids_dir, out_dir, participants, sessions)
+    rows = report.assess(rows)
+    segment_names = []
+    for row in rows:
+        for name in row["volumes"]:
+            if name not in segment_names:
+                segment_names.append(name)
+    columns = ["participant_id", "session_id", "source", "status", "mode", "left_hippocampus_mm3",
+               "right_hippocampus_mm3"] + [f"{_snake(n)}_mm3" for n in segment_names] + [
+        "total_mm3", "head_scale", "total_normalised_mm3", "asymmetry_index", "localization_correlation",
+        "mean_entropy", "qc_score", "qc_flags", "error"]
+
+    def cell(value):
+        if value is None or value == "":
+            return "n/a"
+        if isinstance(value, float):
+            return f"{value:.4g}" if abs(value) < 10 else f"{value:.1f}"
+        return str(value).replace("\t", " ").replace("\n", " ")
+
+    lines = ["\t".join(columns)]
+    for row in sorted(rows, key=lambda r: r["source"]):
+        values = [row["participant_id"], row["session_id"], row["source"], row["status"], row.get("mode"),
+                  row.get("left_mm3"), row.get("right_mm3")] + [row["volumes"].get(n) for n in segment_names] + [
+            row.get("total_mm3"), row.get("head_scale"), row.get("total_normalised_mm3"), row.get("asymmetry_index"),
+            row.get("localization_correlation"), row.get("mean_entropy"), float(round(row["score"], 1)),
+            "; ".join(text for text, _ in row["flags"]), row.get("error")]
+        lines.append("\t".join(cell(v) for v in values))
+    _write_text(out_dir / "volumes.tsv", "\n".join(lines) + "\n")
+    descriptions = {
+        "participant_id": {"Description": "BIDS participant"}, "session_id": {"Description": "BIDS session (n/a if none)"},
+        "source": {"Description": "the T1w image, relative to the BIDS dataset"},
+        "status": {"Description": "ok, error (see qc_flags and error) or missing (participant stage not run)"},
+        "mode": {"Description": "whole-head (both hippocampi localized) or crop (one hippocampus, side unknown)"},
+        "left_hippocampus_mm3": {"Description": "whole left hippocampus", "Units": "mm^3"},
+        "right_hippocampus_mm3": {"Description": "whole right hippocampus", "Units": "mm^3"},
+        **{f"{_snake(n)}_mm3": {"Description": n, "Units": "mm^3"} for n in segment_names},
+        "total_mm3": {"Description": "all hippocampus labels", "Units": "mm^3"},
+        "head_scale": {"Description": "brain volume relative to the MNI ICBM 2009a template, from the localization "
+                                      "affine (determinant); an atlas-scaling normaliser, not a measured TIV"},
+        "total_normalised_mm3": {"Description": "total_mm3 / head_scale", "Units": "mm^3"},
+        "asymmetry_index": {"Description": "(left - right) / mean(left, right)"},
+        "localization_correlation": {"Description": "correlation of the aligned scan with the template inside the brain"},
+        "mean_entropy": {"Description": "mean softmax entropy inside the segment, when the model reports it"},
+        "qc_score": {"Description": "sum of the QC flags' weights (report.html sorts by it)"},
+        "qc_flags": {"Description": "QC flags, see report.html"}, "error": {"Description": "why a scan failed"},
+    }
+    _write_json(out_dir / "volumes.json", descriptions)
+    dataset = {"name": str(Path(bids_dir).resolve().name), "version": __version__, "model": model}
+    _write_text(out_dir / "report.html", report.render_html(rows, dataset, segment_names))
+    counts = {status: sum(1 for r in rows if r["status"] == status) for status in ("ok", "error", "missing")}
+    flagged = sum(1 for r in rows if r["flags"])
+    echo(f"{len(rows)} scan(s): {counts['ok']} segmented, {counts['error']} failed, {counts['missing']} not processed, "
+         f"{flagged} flagged. Wrote {out_dir / 'volumes.tsv'} and {out_dir / 'report.html'}.")
+    return {"scans": len(rows), **counts, "flagged": flagged, "rows": rows}
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def add_bids_parser(subparsers) -> argparse.ArgumentParser:
+    """The `bids` sub-command, for cli.build_parser()."""
+    parser = subparsers.add_parser(
+        "bids", help="BIDS App: segment a BIDS dataset on Dask (participant), then volumes.tsv and report.html (group)",
+        description="BIDS App (bids_dir output_dir participant|group). participant: segment every T1w into "
+                    "BIDS-Derivatives (resumable: complete scans are skipped); group: volumes.tsv and report.html.")
+    parser.add_argument("bids_dir", help="the BIDS dataset (read only)")
+    parser.add_argument("output_dir", help="the derivatives folder, e.g. BIDS_DIR/derivatives/lunet")
+    parser.add_argument("analysis_level", choices=["participant", "group"])
+    parser.add_argument("--participant-label", "--participant_label", nargs="+", default=None, metavar="LABEL",
+                        help="only these participants (01 or sub-01); default: all")
+    parser.add_argument("--session-label", "--session", nargs="+", default=None, metavar="LABEL",
+                        help="only these sessions (1 or ses-1); default: all")
+    parser.add_argument("--model", default=None, help="shipped model id or model card .json (default: the shipped model)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes of the embedded Dask LocalCluster (default: one per core, fewer if memory is short)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="use an existing Dask cluster (e.g. tcp://10.0.0.5:8786) instead of a LocalCluster")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: 1)")
+    parser.set_defaults(run=run_bids)
+    return parser
+
+
+def run_bids(args) -> int:
+    """Run the `bids` sub-command; returns the exit status (1 if any scan failed, 2 on bad
+    arguments, data or weights). Problems are printed as one line, never as a traceback."""
+    from .weights import WeightsError
+
+    try:
+        if args.workers is not None and args.workers < 1:
+            raise InputError("--workers must be at least 1.")
+        if args.workers is not None and args.scheduler:
+            raise InputError("--workers sizes the embedded LocalCluster; with --scheduler the cluster decides.")
+        if args.analysis_level == "participant":
+            summary = run_participant(args.bids_dir, args.output_dir, args.participant_label, args.session_label,
+                                      model=args.model, device=args.device, workers=args.workers,
+                                      scheduler=args.scheduler, threads=args.threads)
+            for record in summary["records"]:
+                if record["status"] != "ok":
+                    print(f"FAILED {record['relative']}: {record['error']}", file=sys.stderr)
+            return 1 if summary["failed"] else 0
+        run_group(args.bids_dir, args.output_dir, args.participant_label, args.session_label)
+        return 0
+    except (InputError, WeightsError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: complete scans are kept; run the same command again to finish the others.", file=sys.stderr)
+        return 130
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def main(argv=None) -> int:
+    """`python -m LUnetSegmentationLib.bids BIDS_DIR OUT_DIR participant|group ...` (until cli.py has `bids`)."""
+    parser = argparse.ArgumentParser(prog="python -m LUnetSegmentationLib.bids")
+    add_bids_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["bids", *(argv if argv is not None else sys.argv[1:])])
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    # Run the package's copy, so the functions Dask ships to workers are importable by name.
+    from LUnetSegmentationLib.bids import main as _main
+
+    sys.exit(_main())
