@@ -283,12 +283,16 @@ def dataset_description(bids_dir: Path, model: dict) -> dict:
     }
 
 
-def _prepare_output(bids_dir: Path, out_dir: Path, model: dict) -> None:
-    bids_dir, out_dir = Path(bids_dir).resolve(), Path(out_dir)
-    if out_dir.resolve() == bids_dir:
+def _check_out_dir(bids_dir: Path, out_dir: Path) -> None:
+    if Path(out_dir).resolve() == Path(bids_dir).resolve():
         raise InputError("OUT_DIR must not be the BIDS dataset itself; use e.g. BIDS_DIR/derivatives/lunet.")
-    if out_dir.is_symlink():
+    if Path(out_dir).is_symlink():
         raise InputError(f"{out_dir} is a symbolic link; give the real output folder.")
+
+
+def _prepare_output(bids_dir: Path, out_dir: Path, model: dict) -> None:
+    _check_out_dir(bids_dir, out_dir)
+    bids_dir, out_dir = Path(bids_dir).resolve(), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     description = out_dir / "dataset_description.json"
     if description.is_file():
@@ -459,6 +463,7 @@ def run_participant(bids_dir, out_dir, participants=None, sessions=None, model=N
     from . import cohort
 
     bids_dir, out_dir = Path(bids_dir), Path(out_dir)
+    _check_out_dir(bids_dir, out_dir)
     scans = find_scans(bids_dir, participants, sessions)
     identity = model_identity(model)
     _prepare_output(bids_dir, out_dir, identity)

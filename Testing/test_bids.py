@@ -1,0 +1,406 @@
+"""BIDS App (issue 14): layout, participant + group on a 2-worker Dask LocalCluster, BIDS-Derivatives
+names, resumability, a bad scan recorded, bids-validator on the input dataset.
+
+The dataset is laid out in tmp_path by a fixture from ../shared/data (symlinks, never committed):
+sub-01 with two sessions (Decathlon crops), sub-02 a whole-head T1 (1.75 mm, the fastest of the
+shared scans), sub-03 a constant image (valid BIDS, nothing to segment). The app runs as the
+user runs it, in a child process, so the tests also see its exit status and that no traceback
+reaches the user.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "LUnetSegmentation"))
+
+from LUnetSegmentationLib import bids  # noqa: E402
+from LUnetSegmentationLib.preprocess import InputError  # noqa: E402
+
+pytest.importorskip("distributed", reason="dask[distributed] is not installed (requirements.txt)")
+
+WHOLE_HEAD = ("hippodeep_example", "example_brain_t1_1p75mm.nii.gz")
+LABEL = r"[a-zA-Z0-9]+"
+DERIVATIVE = re.compile(
+    rf"^sub-(?P<sub>{LABEL})(?:_ses-(?P<ses>{LABEL}))?(?:_acq-{LABEL})?(?:_ce-{LABEL})?(?:_rec-{LABEL})?(?:_run-[0-9]+)?"
+    rf"_desc-(?P<desc>{LABEL})_dseg\.(?P<ext>nii\.gz|tsv|json|png)$"
+)
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+def write_dataset_description(root: Path, name="LUnet test cohort"):
+    (root / "dataset_description.json").write_text(json.dumps({"Name": name, "BIDSVersion": "1.9.0", "Authors": ["test"]}))
+    (root / "README").write_text("A BIDS dataset laid out by Testing/test_bids.py from the shared scans.\n")
+
+
+def t1w(root: Path, subject: str, session: str | None, source: Path | None = None, extra="") -> Path:
+    folder = root / f"sub-{subject}" / (f"ses-{session}" if session else "") / "anat"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"sub-{subject}{f'_ses-{session}' if session else ''}{extra}_T1w.nii.gz"
+    if source is not None:
+        path.symlink_to(source)
+    return path
+
+
+def constant_t1w(path: Path):
+    image = sitk.GetImageFromArray(np.full((48, 56, 48), 100, np.int16))
+    image.SetSpacing((1.0, 1.0, 1.0))
+    sitk.WriteImage(image, str(path), useCompression=True)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, request) -> Path:
+    hippocampus = request.getfixturevalue("hippocampus_dir")
+    wholebrain = request.getfixturevalue("wholebrain_dir")
+    root = tmp_path_factory.mktemp("bids") / "cohort"
+    root.mkdir()
+    write_dataset_description(root)
+    t1w(root, "01", "1", hippocampus / "imagesTr" / "hippocampus_001.nii.gz")
+    t1w(root, "01", "2", hippocampus / "imagesTr" / "hippocampus_003.nii.gz")
+    t1w(root, "02", None, wholebrain.joinpath(*WHOLE_HEAD))
+    constant_t1w(t1w(root, "03", None))
+    (root / "participants.tsv").write_text("participant_id\nsub-01\nsub-02\nsub-03\n")
+    return root
+
+
+def run_app(*args, timeout=900) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "LUnetSegmentation"), OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "LUnetSegmentationLib.bids", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def processed(dataset, tmp_path_factory):
+    """participant (2 workers) then group, once for the module's checks."""
+    out = tmp_path_factory.mktemp("derivatives") / "lunet"
+    participant = run_app(dataset, out, "participant", "--workers", "2")
+    group = run_app(dataset, out, "group")
+    return out, participant, group
+
+
+# ----------------------------------------------------------------------------- layout (fast)
+
+
+def test_find_scans_follows_bids_layout(tmp_path):
+    root = tmp_path / "ds"
+    root.mkdir()
+    with pytest.raises(InputError, match="no dataset_description.json"):
+        bids.find_scans(root)
+    write_dataset_description(root)
+    with pytest.raises(InputError, match="No T1w images found"):
+        bids.find_scans(root)
+    for path in (t1w(root, "01", "a"), t1w(root, "01", "b", extra="_acq-mprage_run-2"), t1w(root, "02", None)):
+        path.write_bytes(b"")
+    (root / "sub-02" / "anat" / "sub-02_T2w.nii.gz").write_bytes(b"")  # not a T1w
+    (root / "sub-02" / "anat" / "sub-03_T1w.nii.gz").write_bytes(b"")  # subject does not match its folder
+    (root / "derivatives" / "sub-09" / "anat").mkdir(parents=True)  # never searched
+    scans = bids.find_scans(root)
+    assert [s.relative for s in scans] == [
+        "sub-01/ses-a/anat/sub-01_ses-a_T1w.nii.gz",
+        "sub-01/ses-b/anat/sub-01_ses-b_acq-mprage_run-2_T1w.nii.gz",
+        "sub-02/anat/sub-02_T1w.nii.gz",
+    ]
+    assert scans[1].dseg_name(".nii.gz") == "sub-01_ses-b_acq-mprage_run-2_desc-hippocampus_dseg.nii.gz"
+    assert scans[1].outputs(tmp_path / "out")["dseg"].parent == tmp_path / "out" / "sub-01" / "ses-b" / "anat"
+    assert [s.subject for s in bids.find_scans(root, participants=["sub-02"])] == ["02"]
+    assert [s.session for s in bids.find_scans(root, sessions=["b"])] == ["b"]
+    with pytest.raises(InputError, match="participant"):
+        bids.find_scans(root, participants=["07"])
+    with pytest.raises(InputError, match="not a BIDS label"):
+        bids.find_scans(root, participants=["0_1"])
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path):
+    result = run_app(tmp_path / "missing", tmp_path / "out", "participant")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+    root = tmp_path / "ds"
+    root.mkdir()
+    write_dataset_description(root)
+    result = run_app(root, root, "participant")
+    assert result.returncode == 2 and "must not be the BIDS dataset" in result.stderr
+
+
+def test_atomic_write_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "a.txt"
+    target.write_text("old")
+
+    def fail(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        bids._write_atomic(target, fail)
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    # A symlink at the destination is replaced, never written through.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    link = tmp_path / "link.txt"
+    link.symlink_to(victim)
+    bids._write_text(link, "new")
+    assert victim.read_text() == "keep" and not link.is_symlink() and link.read_text() == "new"
+
+
+# ----------------------------------------------------------------------------- participant + group
+
+
+@pytest.mark.slow
+def test_participant_and_group_with_two_workers(processed, dataset):
+    out, participant, group = processed
+    assert participant.returncode == 1, participant.stderr  # the constant scan failed; the others did not
+    assert "Traceback" not in participant.stderr + participant.stdout
+    assert "3 segmented, 1 failed" in participant.stdout
+    assert re.search(r"FAILED sub-03/anat/sub-03_T1w\.nii\.gz: .*constant", participant.stderr)
+    assert group.returncode == 0, group.stderr
+    assert "4 scan(s): 3 segmented, 1 failed" in group.stdout
+
+
+@pytest.mark.slow
+def test_derivative_names_follow_bids(processed, dataset):
+    out, _, _ = processed
+    description = json.loads((out / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative" and description["BIDSVersion"]
+    made_by = description["GeneratedBy"][0]
+    from LUnetSegmentationLib import __version__
+    from LUnetSegmentationLib.weights import find_model
+
+    assert made_by["Name"] == "LUnetSegmentation" and made_by["Version"] == __version__
+    assert made_by["ModelSHA256"] == find_model().weights_sha256 and re.fullmatch(r"[0-9a-f]{64}", made_by["ModelSHA256"])
+
+    top_level = {"dataset_description.json", "volumes.tsv", "volumes.json", "report.html"}
+    seen = []
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        relative = path.relative_to(out)
+        if relative.parts[0] == "logs":
+            assert re.fullmatch(r"sub-[a-zA-Z0-9]+(_ses-[a-zA-Z0-9]+)?.*_T1w_error\.json", path.name), relative
+            continue
+        if len(relative.parts) == 1:
+            assert relative.name in top_level, relative
+            continue
+        match = DERIVATIVE.match(path.name)
+        assert match, f"{relative} is not a BIDS-Derivatives name"
+        assert match["desc"] == "hippocampus"
+        sub, ses = match["sub"], match["ses"]
+        if match["ext"] == "png":
+            assert relative.parts[:2] == (f"sub-{sub}", "figures"), relative
+        else:
+            assert relative.parts[:-1] == (f"sub-{sub}",) + ((f"ses-{ses}",) if ses else ()) + ("anat",), relative
+        seen.append(relative.as_posix())
+    expected_stems = ["sub-01/ses-1/anat/sub-01_ses-1", "sub-01/ses-2/anat/sub-01_ses-2", "sub-02/anat/sub-02"]
+    for stem in expected_stems:
+        for ext in ("nii.gz", "tsv", "json"):
+            assert f"{stem}_desc-hippocampus_dseg.{ext}" in seen
+    assert not any("sub-03" in name for name in seen)  # the failed scan wrote nothing but its error record
+    assert (out / "logs" / "sub-03_T1w_error.json").is_file()
+    assert not list(out.rglob(".tmp-*"))
+
+
+@pytest.mark.slow
+def test_label_tables_images_and_sidecars(processed, dataset):
+    out, _, _ = processed
+    for dseg in sorted(out.rglob("*_dseg.nii.gz")):
+        with open(str(dseg).replace(".nii.gz", ".tsv"), newline="") as handle:
+            table = list(csv.DictReader(handle, delimiter="\t"))
+        assert list(table[0])[:2] == ["index", "name"]
+        labels = sitk.ReadImage(str(dseg))
+        values = set(np.unique(sitk.GetArrayViewFromImage(labels)).tolist()) - {0}
+        assert values and values <= {int(row["index"]) for row in table}, dseg.name
+        sidecar = json.loads(Path(str(dseg).replace(".nii.gz", ".json")).read_text())
+        source = dataset / sidecar["Sources"][0].removeprefix("bids:raw:")
+        image = sitk.ReadImage(str(source))
+        assert labels.GetSize() == image.GetSize() and np.allclose(labels.GetOrigin(), image.GetOrigin())
+        names = {row["name"] for row in table}
+        assert set(sidecar["LUnet"]["VolumesMm3"]) == names
+    head = [row for row in csv.DictReader(open(out / "sub-02/anat/sub-02_desc-hippocampus_dseg.tsv"), delimiter="\t")]
+    assert {row["name"] for row in head} == {"Left hippocampus anterior", "Left hippocampus posterior",
+                                              "Right hippocampus anterior", "Right hippocampus posterior"}
+
+
+@pytest.mark.slow
+def test_group_volumes_table(processed, dataset):
+    out, _, _ = processed
+    with open(out / "volumes.tsv", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert [r["source"] for r in rows] == [s.relative for s in bids.find_scans(dataset)]
+    by = {r["source"]: r for r in rows}
+    head = by["sub-02/anat/sub-02_T1w.nii.gz"]
+    left, right = float(head["left_hippocampus_mm3"]), float(head["right_hippocampus_mm3"])
+    assert 1500 < left < 6000 and 1500 < right < 6000
+    parts = [float(head[f"{side}_hippocampus_{part}_mm3"]) for side in ("left", "right") for part in ("anterior", "posterior")]
+    assert abs(sum(parts[:2]) - left) < 1 and abs(sum(parts[2:]) - right) < 1
+    assert 0.5 < float(head["head_scale"]) < 1.6 and float(head["localization_correlation"]) > 0.25
+    broken = by["sub-03/anat/sub-03_T1w.nii.gz"]
+    assert broken["status"] == "error" and "constant" in broken["error"] and broken["left_hippocampus_mm3"] == "n/a"
+    assert by["sub-01/ses-2/anat/sub-01_ses-2_T1w.nii.gz"]["session_id"] == "ses-2"
+    columns = json.loads((out / "volumes.json").read_text())
+    assert set(rows[0]) == set(columns)
+
+
+@pytest.mark.slow
+def test_report_lists_every_scan_broken_first(processed, dataset):
+    out, _, _ = processed
+    page = (out / "report.html").read_text()
+    scans = re.findall(r'<tr class="scan (\w+)" data-scan="([^"]+)" data-status="(\w+)"', page)
+    assert sorted(s[1] for s in scans) == sorted(s.scan_id for s in bids.find_scans(dataset))
+    assert scans[0][1:] == ("sub-03_T1w", "error") and scans[0][0] == "flagged"
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
+    for figure in re.findall(r'<img loading="lazy" src="([^"]+)"', page):
+        assert (out / figure).is_file()
+
+
+@pytest.mark.slow
+def test_rerun_skips_complete_and_redoes_partial(processed, dataset):
+    out, _, _ = processed
+    complete = {p: p.stat().st_ino for p in out.rglob("*_dseg.json")}
+    # A partial scan: its labelmap truncated (as by a crash mid-copy) and a stale temporary beside it.
+    damaged = out / "sub-01/ses-2/anat/sub-01_ses-2_desc-hippocampus_dseg.nii.gz"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    stale = damaged.with_name(".tmp-0123456789ab-" + damaged.name)
+    stale.write_bytes(b"half")
+    again = run_app(dataset, out, "participant", "--workers", "1")
+    assert "2 already complete, 2 to segment" in again.stdout, again.stdout  # the damaged one and the failed one
+    assert "1 segmented, 1 failed, 2 skipped" in again.stdout
+    for path, inode in complete.items():
+        if "ses-2" not in path.name:
+            assert path.stat().st_ino == inode, f"{path.name} was rewritten"
+    assert bids.scan_complete(bids.find_scans(dataset, ["01"], ["2"])[0], out, bids.model_identity()["sha256"])
+    assert not stale.exists()
+
+
+@pytest.mark.slow
+def test_one_model_load_per_worker(dataset, tmp_path):
+    """In process this time (no CLI), to read the per-scan records."""
+    summary = bids.run_participant(dataset, tmp_path / "out", participants=["01"], workers=2, echo=lambda *_: None)
+    records = summary["records"]
+    assert summary["segmented"] == 2 and len(records) == 2
+    assert all(r["model_loads_in_process"] == 1 for r in records)
+    assert all(r["peak_rss_mb"] > 0 and r["cpu_seconds"] > 0 for r in records)
+
+
+# ----------------------------------------------------------------------------- bids-validator
+
+
+VALIDATOR = REPO / "build" / "bids-validator"
+
+
+def _validator() -> Path:
+    binary = VALIDATOR / "node_modules" / ".bin" / "bids-validator"
+    if binary.exists():
+        return binary
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed: bids-validator 1.x (npm) cannot be run")
+    VALIDATOR.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run([npm, "install", "--prefix", str(VALIDATOR), "--no-audit", "--no-fund", "bids-validator@1"],
+                       check=True, capture_output=True, timeout=300)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+        pytest.skip(f"npm could not install bids-validator@1 (registry unreachable?): {error}")
+    return binary
+
+
+def test_input_dataset_passes_bids_validator(dataset):
+    result = subprocess.run([str(_validator()), "--json", str(dataset)], capture_output=True, text=True, timeout=300)
+    report = json.loads(result.stdout)
+    errors = [(issue["code"], issue["reason"]) for issue in report["issues"]["errors"]]
+    assert errors == [], errors
+    assert report["summary"]["subjects"] == ["01", "02", "03"]
+    assert result.returncode == 0
+
+
+# ----------------------------------------------------------------------------- a worker dies, a run dies
+
+
+def _cohort(root: Path, wholebrain: Path, subjects: int) -> Path:
+    write_dataset_description(root)
+    for number in range(1, subjects + 1):
+        t1w(root, f"{number:02d}", None, wholebrain.joinpath(*WHOLE_HEAD))
+    return root
+
+
+def _start(dataset: Path, out: Path, workers=2) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "LUnetSegmentation"), OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "LUnetSegmentationLib.bids", str(dataset), str(out), "participant", "--workers", str(workers)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+                            start_new_session=True)
+
+
+def _wait_for_sidecars(out: Path, count: int, process: subprocess.Popen, timeout=600):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if len(list(out.rglob("*_dseg.json"))) >= count:
+            return
+        if process.poll() is not None:
+            pytest.fail(f"the run ended before {count} scan(s) were done: {process.communicate()}")
+        time.sleep(0.2)
+    pytest.fail(f"fewer than {count} scans done within {timeout} s")
+
+
+def _busiest_worker(process: subprocess.Popen):
+    psutil = pytest.importorskip("psutil")
+    workers = [child for child in psutil.Process(process.pid).children(recursive=True) if "python" in child.name().lower()]
+    assert len(workers) >= 2, f"expected 2 worker processes, found {[w.cmdline() for w in workers]}"
+    for worker in workers:
+        worker.cpu_percent(None)
+    time.sleep(0.5)
+    return max(workers, key=lambda w: w.cpu_percent(None))
+
+
+@pytest.mark.slow
+def test_killed_worker_loses_no_scan(tmp_path, wholebrain_dir):
+    dataset = _cohort(tmp_path / "ds", wholebrain_dir, 4)
+    out = tmp_path / "out"
+    process = _start(dataset, out)
+    _wait_for_sidecars(out, 1, process)
+    victim = _busiest_worker(process)
+    os.kill(victim.pid, signal.SIGKILL)  # a worker process this test's run started, mid-scan
+    stdout, stderr = process.communicate(timeout=900)
+    assert process.returncode == 0, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    assert "4 segmented, 0 failed" in stdout
+    scans = bids.find_scans(dataset)
+    sha = bids.model_identity()["sha256"]
+    assert all(bids.scan_complete(scan, out, sha) for scan in scans)
+    assert not list(out.rglob(".tmp-*"))
+    inodes = {p: p.stat().st_ino for p in out.rglob("*_dseg.*")}
+    again = run_app(dataset, out, "participant", "--workers", "2")
+    assert again.returncode == 0 and "4 already complete, 0 to segment" in again.stdout
+    assert inodes == {p: p.stat().st_ino for p in out.rglob("*_dseg.*")}  # every scan done exactly once
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_each_scan_once(tmp_path, wholebrain_dir):
+    dataset = _cohort(tmp_path / "ds", wholebrain_dir, 4)
+    out = tmp_path / "out"
+    process = _start(dataset, out)
+    _wait_for_sidecars(out, 1, process)
+    os.killpg(process.pid, signal.SIGKILL)  # the whole run (its own process group) dies mid-cohort
+    process.communicate(timeout=60)
+    first = {p: json.loads(p.read_text())["LUnet"]["RunId"] for p in out.rglob("*_dseg.json")}
+    assert 1 <= len(first) < 4
+    inodes = {p: p.stat().st_ino for p in first}
+    again = run_app(dataset, out, "participant", "--workers", "2")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"{len(first)} already complete, {4 - len(first)} to segment" in again.stdout
+    sha = bids.model_identity()["sha256"]
+    assert all(bids.scan_complete(scan, out, sha) for scan in bids.find_scans(dataset))
+    assert {p: p.stat().st_ino for p in first} == inodes  # the first run's scans were not redone
+    second = {p: json.loads(p.read_text())["LUnet"]["RunId"] for p in out.rglob("*_dseg.json")}
+    assert len(set(second.values())) == 2 and len(second) == 4
+    assert not list(out.rglob(".tmp-*"))
