@@ -1,0 +1,213 @@
+"""The child process the Slicer module runs inference in: no MRML, no Qt, no slicer import.
+
+Why a child process: inside Slicer the main thread holds Python's GIL whenever it is in C++
+(CTK/PythonQt never release it), so a Python worker thread gets the GIL only in the gaps and the
+GUI and the work starve each other. A separate process has its own interpreter and GIL.
+
+Run it with Slicer's own Python (`PythonSlicer`), or any Python with the requirements:
+
+    PythonSlicer -m LUnetSegmentationLib.worker                   # requests on stdin (persistent)
+    PythonSlicer -m LUnetSegmentationLib.worker --request req.json  # one request, then exit
+
+(`LUnetSegmentationLib` must be importable: on PYTHONPATH, or see
+`childprocess.worker_command`, which puts its folder on sys.path itself.)
+
+Protocol, version 1. Every message is one JSON object on one line, UTF-8.
+
+Requests (stdin, one per line; stdin closed or {"command": "exit"} ends the worker):
+    {"id": "run-1",                   # echoed in every event about this request
+     "input": "/tmp/x/input.nrrd",    # any file SimpleITK reads (.nrrd, .nii.gz, .mha)
+     "output_dir": "/tmp/x/run-1",    # created if missing; the results go here
+     "model": null,                   # model id, card .json or training folder (null: default)
+     "device": "auto",                # "auto" | "cuda" | "cpu"
+     "index_box": [[i0, j0, k0], [i1, j1, k1]]}  # optional: voxel box [start, stop) (a user's ROI)
+
+Events (stdout; anything else the libraries print goes to stderr, so stdout stays parseable):
+    {"event": "ready", "protocol": 1, "pid": 123, "python": "3.9.10", "version": "1.0.0"}
+    {"event": "started", "id": "run-1"}
+    {"event": "progress", "id": "run-1", "fraction": 0.42, "stage": "network"}
+        stages in order: "reading", "network" (model load, localization, inference),
+        "writing"; fraction is of the whole request, 0..1, never decreasing
+    {"event": "done", "id": "run-1", "labels": "/tmp/x/run-1/labels.nrrd",
+     "summary": "/tmp/x/run-1/summary.json", "seconds": 1.9}
+    {"event": "error", "id": "run-1", "message": "what is wrong and what to do",
+     "type": "InputError", "details": "traceback"}
+
+Outputs in output_dir:
+    labels.nrrd   uint8 labels on the input's own grid (same size, spacing, origin, direction)
+    summary.json  {"protocol": 1, "labels_file": "labels.nrrd",
+                   "labels": [{"value", "structure", "segment_name", "color", "side",
+                               "terminology"}, ...],
+                   "volumes_mm3": {segment name: mm3}, "side_volumes_mm3": {"left": mm3, ...},
+                   "model": {"id", "version", "weights_sha256"}, "device", "seconds",
+                   "notes": [...], "details": {...}, "memory": {what was released}}
+
+The model stays loaded between requests (the pipeline's model cache), so a second click skips
+torch start-up and model loading. GPU memory is handed back to the driver after every request
+(`torch.cuda.empty_cache`); it all goes when the process ends.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+PROTOCOL = 1
+LABELS_FILE = "labels.nrrd"
+SUMMARY_FILE = "summary.json"
+# Share of a request's progress bar per stage: reading the input, the network (model load,
+# localization, inference; reported by the pipeline), writing the result.
+READ_SHARE, WRITE_SHARE = 0.05, 0.05
+PROGRESS_INTERVAL_S = 0.1  # at most ten progress lines a second
+
+
+class Emitter:
+    """Writes protocol lines to the real stdout, whatever the libraries do with sys.stdout."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self._last = {}
+
+    def __call__(self, event: str, **fields) -> None:
+        self.stream.write(json.dumps({"event": event, **fields}) + "\n")
+        self.stream.flush()
+
+    def progress(self, request_id: str, fraction: float, stage: str, force: bool = False) -> None:
+        now = time.monotonic()
+        last_time, last_fraction = self._last.get(request_id, (0.0, -1.0))
+        fraction = max(float(fraction), last_fraction)  # never goes back
+        if not force and now - last_time < PROGRESS_INTERVAL_S:
+            return
+        self._last[request_id] = (now, fraction)
+        self("progress", id=request_id, fraction=round(min(max(fraction, 0.0), 1.0), 4), stage=stage)
+
+
+def release_torch_memory() -> dict:
+    """Hand cached GPU memory back to the driver. Only touches torch when it is already imported
+    (never imports it) and CUDA was initialised; returns what was done, for the summary."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return {"cuda_cache_emptied": False}
+    before = torch.cuda.memory_reserved()
+    torch.cuda.empty_cache()
+    return {"cuda_cache_emptied": True, "reserved_before_bytes": int(before), "reserved_after_bytes": int(torch.cuda.memory_reserved())}
+
+
+def _index_box(value):
+    if value is None:
+        return None
+    try:
+        start, stop = ([int(v) for v in corner] for corner in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"index_box must be [[i0, j0, k0], [i1, j1, k1]], got {value!r}") from None
+    if len(start) != 3 or len(stop) != 3:
+        raise ValueError(f"index_box must hold two 3-element corners, got {value!r}")
+    return start, stop
+
+
+def run_request(request: dict, emit: Emitter) -> dict:
+    """Segment one request's input; writes labels.nrrd and summary.json; returns the done event's fields."""
+    import SimpleITK as sitk
+
+    from . import __version__
+    from .pipeline import label_image
+
+    request_id = str(request.get("id", ""))
+    started = time.time()
+    for key in ("input", "output_dir"):
+        if not request.get(key):
+            raise ValueError(f"The request has no {key!r}; give the input file and the output folder.")
+    output_dir = Path(request["output_dir"])
+    output_dir.mkdir(parents=True, exist_ok=True)
+    emit.progress(request_id, 0.0, "reading", force=True)
+    try:
+        image = sitk.ReadImage(str(request["input"]))
+    except RuntimeError as error:
+        raise FileNotFoundError(f"The worker cannot read its input {request['input']}: {error}") from None
+    share = 1.0 - READ_SHARE - WRITE_SHARE
+
+    def progress(fraction: float) -> None:
+        emit.progress(request_id, READ_SHARE + share * float(fraction), "network")
+
+    result = label_image(
+        image,
+        model=request.get("model"),
+        device=request.get("device") or "auto",
+        index_box=_index_box(request.get("index_box")),
+        progress=progress,
+    )
+    emit.progress(request_id, READ_SHARE + share, "writing", force=True)
+    labels_path = output_dir / LABELS_FILE
+    sitk.WriteImage(result.labels, str(labels_path), True)
+    summary = result.summary()
+    summary.update(protocol=PROTOCOL, labels_file=LABELS_FILE, module_version=__version__, input=str(request["input"]))
+    summary["memory"] = release_torch_memory()
+    summary_path = output_dir / SUMMARY_FILE
+    # Written last and renamed into place: a summary that exists is complete.
+    partial = summary_path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(summary, indent=1))
+    os.replace(partial, summary_path)
+    emit.progress(request_id, 1.0, "writing", force=True)
+    return {"labels": str(labels_path), "summary": str(summary_path), "seconds": round(time.time() - started, 3)}
+
+
+def handle(request: dict, emit: Emitter) -> bool:
+    """One request, every outcome reported as an event; True when it succeeded."""
+    request_id = str(request.get("id", ""))
+    emit("started", id=request_id)
+    try:
+        emit("done", id=request_id, **run_request(request, emit))
+        return True
+    except Exception as error:  # reported to the parent, which shows it; the worker goes on
+        release_torch_memory()
+        emit("error", id=request_id, message=str(error) or type(error).__name__, type=type(error).__name__,
+             details=traceback.format_exc())
+        return False
+
+
+def serve(lines, emit: Emitter) -> int:
+    """Handle request lines until they end or an exit command; 1 if any request failed."""
+    from . import __version__
+
+    failed = False
+    emit("ready", protocol=PROTOCOL, pid=os.getpid(), python=sys.version.split()[0], version=__version__)
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict):
+                raise ValueError("a request must be a JSON object")
+        except ValueError as error:
+            emit("error", id="", message=f"Unreadable request line ({error}): {line[:200]}", type="ProtocolError", details="")
+            failed = True
+            continue
+        if request.get("command") == "exit":
+            break
+        failed = not handle(request, emit) or failed
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m LUnetSegmentationLib.worker", description="LUnet segmentation worker (JSON lines protocol; see the module docstring)")
+    parser.add_argument("--request", help="a request JSON file: run it and exit (default: requests on stdin, one per line)")
+    args = parser.parse_args(argv)
+    # Protocol lines go to the real stdout; anything printed by libraries goes to stderr.
+    emit = Emitter(sys.stdout)
+    sys.stdout = sys.stderr
+    try:
+        if args.request:
+            request = json.loads(Path(args.request).read_text())
+            return serve([json.dumps(request)], emit)
+        return serve(sys.stdin, emit)
+    finally:
+        sys.stdout = emit.stream
+
+
+if __name__ == "__main__":
+    sys.exit(main())
