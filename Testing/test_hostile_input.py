@@ -223,6 +223,50 @@ def test_header_size_bomb_refused_within_seconds_and_1_5_gb(tmp_path):
         assert seconds < 10, f"{path.name}: {seconds:.1f} s"
 
 
+def _bombs_below_the_voxel_limit(tmp_path) -> dict[str, Path]:
+    """1000^3 float32 (4 GB) headers with 1 KB of data: within MAX_VOXELS, so on a machine with
+    the memory they pass the size check; their data must be found short without allocating."""
+    import zlib
+
+    claim = "1000 1000 1000"
+    files = {"nii.gz": _nifti_bomb(tmp_path / "b1000.nii.gz", (1000, 1000, 1000)),
+             "nii": _nifti_bomb(tmp_path / "b1000.nii", (1000, 1000, 1000))}
+    files["mgz"] = tmp_path / "b1000.mgz"
+    files["mgz"].write_bytes(gzip.compress(struct.pack(">7i", 1, 1000, 1000, 1000, 1, 3, 0).ljust(284, b"\0")
+                                           + b"\0" * 1024))
+    for encoding in ("raw", "gzip"):
+        data = b"\0" * 1024 if encoding == "raw" else gzip.compress(b"\0" * 1024)
+        files[f"nrrd-{encoding}"] = tmp_path / f"b1000-{encoding}.nrrd"
+        files[f"nrrd-{encoding}"].write_bytes(
+            f"NRRD0004\ntype: float\ndimension: 3\nsizes: {claim}\nencoding: {encoding}\n\n".encode() + data)
+    deflated = zlib.compress(b"\0" * 1024)
+    for sized in (True, False):
+        path = files[f"mha-{'sized' if sized else 'unsized'}"] = tmp_path / f"b1000-{sized}.mha"
+        path.write_bytes(("ObjectType = Image\nNDims = 3\nCompressedData = True\n"
+                          + (f"CompressedDataSize = {len(deflated)}\n" if sized else "")
+                          + f"DimSize = {claim}\nElementType = MET_FLOAT\nElementDataFile = LOCAL\n").encode()
+                         + deflated)
+    return files
+
+
+def test_short_data_under_a_big_header_is_refused_without_allocating(tmp_path):
+    """With memory to spare (forced in the child), a 4 GB claim over 1 KB of data is refused
+    by the integrity check, streamed, in well under 1.5 GB and seconds."""
+    script = ("import sys; from LUnetSegmentationLib import volumeio\n"
+              "from LUnetSegmentationLib.preprocess import InputError\n"
+              "volumeio.available_memory_bytes = lambda: 1 << 40\n"
+              "try:\n    volumeio.readImage(sys.argv[1])\nexcept InputError as e:\n    print('refused:', e)\n")
+    for kind, path in _bombs_below_the_voxel_limit(tmp_path).items():
+        started = time.monotonic()
+        child = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.monotonic() - started
+        output = child.stdout.read()
+        assert os.waitstatus_to_exitcode(status) == 0 and "ends early" in output, (kind, output)
+        assert usage.ru_maxrss * 1024 < 1.5 * 2**30, f"{kind}: peak {usage.ru_maxrss / 2**20:.2f} GiB"
+        assert seconds < 10, f"{kind}: {seconds:.1f} s"
+
+
 def test_size_beyond_available_memory_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "ok.nii.gz"
     sitk.WriteImage(_image(), str(path), useCompression=True)

@@ -61,6 +61,7 @@ class HeaderInfo:
     float_kind: str | None = None  # numpy dtype string of float data ('<f4', '>f8') for the NaN scan
     detached_header: bool = False  # NIfTI 'ni1' pair, .nhdr, .mhd
     stored_bytes: int | None = None  # bytes of (compressed) data the file must hold after data_offset
+    deflated_at: int | None = None  # where a deflate stream of the voxels starts (NRRD gzip, MetaImage compressed)
 
     @property
     def voxels(self) -> int:
@@ -137,7 +138,7 @@ def _nifti_header(path: Path, head: bytes, gzipped: bool) -> HeaderInfo | None:
         shape=tuple(int(d) for d in dims[1 : ndim + 1]),
         bytes_per_voxel=value_bytes,
         compressed=gzipped,
-        data_offset=None if pair else int(vox_offset),
+        data_offset=None if pair else max(int(vox_offset), sizeof_hdr + 4),
         float_kind=(endian + kind) if kind else None,
         detached_header=pair,
     )
@@ -203,6 +204,8 @@ def _nrrd_header(path: Path, head: bytes, gzipped: bool) -> HeaderInfo | None:
         data_offset=end if encoding == "raw" and data_file is None and fields.get("byteskip", "0") == "0" else None,
         data_file=data_file, float_kind=float_kind,
         detached_header=path.name.lower().endswith(".nhdr"),
+        deflated_at=end if encoding in ("gzip", "gz") and data_file is None and not gzipped
+        and fields.get("byteskip", "0") == "0" and fields.get("lineskip", "0") == "0" else None,
     )
 
 
@@ -247,6 +250,8 @@ def _meta_header(path: Path, head: bytes, gzipped: bool) -> HeaderInfo | None:
         data_offset=match.end() if local and (not compressed or compressed_size) and fields.get("headersize", "0") == "0" else None,
         data_file=None if local else data_file, float_kind=float_kind,
         detached_header=path.name.lower().endswith(".mhd"), stored_bytes=compressed_size or None,
+        deflated_at=match.end() if local and compressed and not gzipped and fields.get("headersize", "0") == "0"
+        else None,
     )
 
 
@@ -383,6 +388,26 @@ def _scan_data(path: Path, info: HeaderInfo) -> None:
         )
 
 
+def _inflated_length(path: Path, offset: int, wanted: int) -> int:
+    """Bytes a deflate stream (gzip or zlib) starting at `offset` decompresses to, counted in
+    4 MB pieces and only up to `wanted`: a header claiming far more than its data is found
+    without allocating what it claims."""
+    inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)  # gzip or zlib header, detected
+    count = 0
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        while count < wanted:
+            block = handle.read(1 << 20)
+            if not block:
+                break
+            while block and count < wanted:
+                count += len(inflater.decompress(block, 1 << 22))
+                block = inflater.unconsumed_tail
+            if inflater.eof:
+                break
+    return count
+
+
 def check_integrity(path: str | Path, info: HeaderInfo | None = None) -> None:
     """Refuse a file whose voxel data are shorter than its header says (plain NIfTI, raw NRRD,
     MetaImage, MGH; gzip streams read to their end) or, for float NIfTI, hold NaN/Inf."""
@@ -396,6 +421,17 @@ def check_integrity(path: str | Path, info: HeaderInfo | None = None) -> None:
         _scan_data(path, info)
     elif info.compressed and path.name.lower().endswith((".gz", ".mgz")):
         _check_gzip_complete(path)
+    elif info.deflated_at is not None:  # NRRD gzip encoding, compressed MetaImage
+        if info.stored_bytes and path.stat().st_size - info.deflated_at < info.stored_bytes:
+            have = max(path.stat().st_size - info.deflated_at, 0)
+            raise _damaged(path, f"it ends early: {have:,} of {info.stored_bytes:,} bytes of voxel data, truncated")
+        try:
+            have = _inflated_length(path, info.deflated_at, info.data_bytes)
+        except zlib.error as error:
+            raise _damaged(path, f"its compressed data is corrupt: {error}") from error
+        if have < info.data_bytes:
+            raise _damaged(path, f"it ends early: its compressed data hold {have:,} of {info.data_bytes:,} bytes "
+                                 "of voxels, truncated")
     elif info.data_offset is not None:  # raw NRRD or MetaImage with the voxels in this file
         have, need = path.stat().st_size - info.data_offset, info.stored_bytes or info.data_bytes
         if have < need:
