@@ -364,12 +364,12 @@ def _scan_data(path: Path, info: HeaderInfo) -> None:
                 if not got:
                     break
                 skip -= got
-            while True:
-                block = stream.read(chunk)
+            while read < expected:  # no further: a gzip bomb's extra gigabytes are never inflated
+                block = stream.read(min(chunk, expected - read))
                 if not block:
                     break
-                if dtype is not None and read < expected:
-                    useful = carry + block[: max(0, expected - read)]
+                if dtype is not None:
+                    useful = carry + block
                     whole = len(useful) - len(useful) % dtype.itemsize
                     values = np.frombuffer(useful[:whole], dtype)
                     bad += int(values.size - np.count_nonzero(np.isfinite(values)))
