@@ -7,8 +7,6 @@ venvs without torch or slicer-core; here, under .venv, it runs with everything e
 from __future__ import annotations
 
 import hashlib
-import json
-import shutil
 
 import pytest
 
