@@ -327,7 +327,11 @@ def test_input_dataset_passes_bids_validator(dataset):
 # ----------------------------------------------------------------------------- a worker dies, a run dies
 
 
+SCANS = 3  # whole heads, ~10-30 s each here: enough for one to be mid-scan when the kill comes
+
+
 def _cohort(root: Path, wholebrain: Path, subjects: int) -> Path:
+    root.mkdir()
     write_dataset_description(root)
     for number in range(1, subjects + 1):
         t1w(root, f"{number:02d}", None, wholebrain.joinpath(*WHOLE_HEAD))
@@ -364,7 +368,7 @@ def _busiest_worker(process: subprocess.Popen):
 
 @pytest.mark.slow
 def test_killed_worker_loses_no_scan(tmp_path, wholebrain_dir):
-    dataset = _cohort(tmp_path / "ds", wholebrain_dir, 4)
+    dataset = _cohort(tmp_path / "ds", wholebrain_dir, SCANS)
     out = tmp_path / "out"
     process = _start(dataset, out)
     _wait_for_sidecars(out, 1, process)
@@ -373,34 +377,34 @@ def test_killed_worker_loses_no_scan(tmp_path, wholebrain_dir):
     stdout, stderr = process.communicate(timeout=900)
     assert process.returncode == 0, stdout + stderr
     assert "Traceback" not in stdout + stderr
-    assert "4 segmented, 0 failed" in stdout
+    assert f"{SCANS} segmented, 0 failed" in stdout
     scans = bids.find_scans(dataset)
     sha = bids.model_identity()["sha256"]
     assert all(bids.scan_complete(scan, out, sha) for scan in scans)
     assert not list(out.rglob(".tmp-*"))
     inodes = {p: p.stat().st_ino for p in out.rglob("*_dseg.*")}
     again = run_app(dataset, out, "participant", "--workers", "2")
-    assert again.returncode == 0 and "4 already complete, 0 to segment" in again.stdout
+    assert again.returncode == 0 and f"{SCANS} already complete, 0 to segment" in again.stdout
     assert inodes == {p: p.stat().st_ino for p in out.rglob("*_dseg.*")}  # every scan done exactly once
 
 
 @pytest.mark.slow
 def test_killed_run_resumes_each_scan_once(tmp_path, wholebrain_dir):
-    dataset = _cohort(tmp_path / "ds", wholebrain_dir, 4)
+    dataset = _cohort(tmp_path / "ds", wholebrain_dir, SCANS)
     out = tmp_path / "out"
     process = _start(dataset, out)
     _wait_for_sidecars(out, 1, process)
     os.killpg(process.pid, signal.SIGKILL)  # the whole run (its own process group) dies mid-cohort
     process.communicate(timeout=60)
     first = {p: json.loads(p.read_text())["LUnet"]["RunId"] for p in out.rglob("*_dseg.json")}
-    assert 1 <= len(first) < 4
+    assert 1 <= len(first) < SCANS
     inodes = {p: p.stat().st_ino for p in first}
     again = run_app(dataset, out, "participant", "--workers", "2")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert f"{len(first)} already complete, {4 - len(first)} to segment" in again.stdout
+    assert f"{len(first)} already complete, {SCANS - len(first)} to segment" in again.stdout
     sha = bids.model_identity()["sha256"]
     assert all(bids.scan_complete(scan, out, sha) for scan in bids.find_scans(dataset))
     assert {p: p.stat().st_ino for p in first} == inodes  # the first run's scans were not redone
     second = {p: json.loads(p.read_text())["LUnet"]["RunId"] for p in out.rglob("*_dseg.json")}
-    assert len(set(second.values())) == 2 and len(second) == 4
+    assert len(set(second.values())) == 2 and len(second) == SCANS
     assert not list(out.rglob(".tmp-*"))
