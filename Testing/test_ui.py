@@ -193,3 +193,54 @@ def test_parameters_are_bound_with_a_tag_that_works_on_slicer_58():
         if parameter:
             bound[parameter] = name
     assert gui_parameters_in_code() == bound
+
+
+def widget_class() -> ast.ClassDef:
+    for node in module_tree().body:
+        if isinstance(node, ast.ClassDef) and node.name == "LUnetSegmentationWidget":
+            return node
+    raise AssertionError("no LUnetSegmentationWidget in LUnetSegmentation.py")
+
+
+def method(cls: ast.ClassDef, name: str) -> ast.FunctionDef:
+    for item in cls.body:
+        if isinstance(item, ast.FunctionDef) and item.name == name:
+            return item
+    raise AssertionError(f"{cls.name}.{name} is missing")
+
+
+def called_names(node) -> set[str]:
+    """Names of the functions and methods called under `node` (not str methods: "\n".join)."""
+    return {
+        call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+        for call in ast.walk(node)
+        if isinstance(call, ast.Call) and not (isinstance(call.func, ast.Attribute) and isinstance(call.func.value, ast.Constant))
+    }
+
+
+def test_the_panel_never_waits_for_the_work():
+    # Issue 13 item 4: in Slicer the main thread holds the GIL; the panel must poll the child from
+    # its QTimer, never join a thread, wait on a process or spin the event loop around the work.
+    widget = widget_class()
+    calls = called_names(widget)
+    assert not calls & {"join", "processEvents", "wait", "communicate", "sleep"}, calls & {"join", "processEvents", "wait", "communicate", "sleep"}
+    assert "pollSegmentation" in called_names(method(widget, "_pollRun"))
+    assert "startSegmentation" in called_names(method(widget, "onApplyButton"))
+    assert "threading" not in MODULE_PY.read_text()
+
+
+def test_a_second_apply_is_refused_before_anything_else():
+    # Issue 13 item 9: the first statement of onApplyButton returns while a run is starting or going.
+    first = [stmt for stmt in method(widget_class(), "onApplyButton").body if not isinstance(stmt, ast.Expr)][0]
+    assert isinstance(first, ast.If) and "running" in ast.unparse(first.test) and isinstance(first.body[0], ast.Return)
+
+
+def test_cleanup_ends_the_child_and_drops_the_parameter_node_and_reload_reloads_the_core():
+    # Issue 13 items 8 and 11.
+    widget = widget_class()
+    cleanup = called_names(method(widget, "cleanup"))
+    assert {"shutdown", "_disconnectParameterNode", "removeObservers"} <= cleanup
+    assert "disconnectGui" in called_names(method(widget, "_disconnectParameterNode"))
+    assert "shutdown" in called_names(method(widget, "onSceneStartClose"))
+    reload_source = ast.unparse(method(widget, "onReload"))
+    assert "LUnetSegmentationLib." in reload_source and "sys.modules" in reload_source and "onReload" in reload_source
