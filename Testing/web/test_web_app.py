@@ -203,8 +203,17 @@ def test_upload_and_bad_uploads_change_nothing(start_server, browser, tmp_path, 
     damaged.write_bytes(crop.read_bytes()[:2000])
     too_big = wholebrain_dir / "fs_norm" / "norm.nii.gz"  # 1.3 MB > the 1 MB limit
     assert too_big.stat().st_size > 2**20
+    # Issue 17: an upload naming a server file (here /dev/stdin, which would block the server for
+    # every tab) and a 100-byte header claiming 1500^3 float voxels, both refused from the header.
+    names_server_file = tmp_path / "stdin.nrrd"
+    names_server_file.write_text("NRRD0004\ntype: uchar\ndimension: 3\nsizes: 64 64 64\nencoding: raw\n"
+                                 "data file: /dev/stdin\n\n")
+    bomb = tmp_path / "bomb.nrrd"
+    bomb.write_text("NRRD0004\ntype: float\ndimension: 3\nsizes: 1500 1500 1500\nencoding: raw\n\n")
     for path, message in ((not_mri, "not a supported volume"), (damaged, "damaged"),
-                          (too_big, "1.3 MB, more than this server accepts (1.0 MB)")):
+                          (too_big, "1.3 MB, more than this server accepts (1.0 MB)"),
+                          (names_server_file, "names another file for its voxels (data file: /dev/stdin)"),
+                          (bomb, "claims 1500x1500x1500 = 3,375,000,000 voxels")):
         upload(browser, path)
         wait_for(lambda: message in text(browser, "lunet-error"), 60, f"the error for {path.name}", browser)
         browser.save_screenshot(str(screenshots / f"02-refused-{path.name}.png"))
