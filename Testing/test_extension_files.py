@@ -38,8 +38,17 @@ LIB_ALLOWED_THIRD_PARTY = SLICER_BUNDLED | {"torch"}
 # before PyTorch is known to be installed: none of them may pull torch in at import time.
 LIGHT_ENTRY_POINTS = ["__init__", "api", "weights", "mrml", "terminology", "volumeio"]
 SKIPPED_DIRS = {"__pycache__"}
-# The optional web app (trame-slicer, its own environment): not part of the Slicer extension.
-NOT_IN_EXTENSION = "LUnetSegmentationLib/web/"
+# Not part of the Slicer extension: the optional web app (trame-slicer, its own environment), the
+# BIDS App (Dask; report.py also uses Python 3.12-only f-strings, which would not even byte-compile
+# in Slicer 5.8's Python 3.9) and the synthetic-data training code.
+NOT_IN_EXTENSION = (
+    "LUnetSegmentationLib/web/",
+    "LUnetSegmentationLib/bids.py",
+    "LUnetSegmentationLib/cohort.py",
+    "LUnetSegmentationLib/report.py",
+    "LUnetSegmentationLib/synth.py",
+    "LUnetSegmentationLib/synth_train.py",
+)
 
 
 def load_script(name: str):
