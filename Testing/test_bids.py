@@ -256,7 +256,7 @@ def test_group_volumes_table(processed, dataset):
 def test_report_lists_every_scan_broken_first(processed, dataset):
     out, _, _ = processed
     page = (out / "report.html").read_text()
-    scans = re.findall(r'<tr class="scan (\w+)" data-scan="([^"]+)" data-status="(\w+)"', page)
+    scans = re.findall(r'<tr id="[^"]+" class="scan (\w+)" data-scan="([^"]+)" data-status="(\w+)"', page)
     assert sorted(s[1] for s in scans) == sorted(s.scan_id for s in bids.find_scans(dataset))
     assert scans[0][1:] == ("sub-03_T1w", "error") and scans[0][0] == "flagged"
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page

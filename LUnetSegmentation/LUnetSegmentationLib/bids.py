@@ -457,26 +457,36 @@ def _segment_and_write(scan: Scan, task: dict, paths: dict) -> dict:
 # ----------------------------------------------------------------------------- participant
 
 
-def run_participant(bids_dir, out_dir, participants=None, sessions=None, model=None, device="auto",
-                    workers=None, scheduler=None, threads=None, echo=print) -> dict:
-    """Segment every scan not yet complete; returns counts and the per-scan records."""
-    from . import cohort
-
+def participant_tasks(bids_dir, out_dir, participants=None, sessions=None, model=None, device="auto", threads=1,
+                      run_id=None) -> tuple[list[Scan], list[Scan], list[dict]]:
+    """Check the model and the output folder, write dataset_description.json, and plan the run:
+    (all scans, scans still to do, one task dict per scan to do for `process_scan`)."""
     bids_dir, out_dir = Path(bids_dir), Path(out_dir)
     _check_out_dir(bids_dir, out_dir)
     scans = find_scans(bids_dir, participants, sessions)
     identity = model_identity(model)
     _prepare_output(bids_dir, out_dir, identity)
     todo = [scan for scan in scans if scan_complete(scan, out_dir, identity["sha256"]) is None]
-    skipped = len(scans) - len(todo)
-    echo(f"{len(scans)} T1w scan(s) in {bids_dir}: {skipped} already complete, {len(todo)} to segment.")
-    run_id = uuid.uuid4().hex[:12]
-    if workers is None and not scheduler:
-        workers = min(cohort.default_workers(), max(1, len(todo)))
-    threads = threads or 1  # one torch thread per single-threaded worker: workers, not threads, use the cores
-    tasks = [{"path": str(scan.path.resolve()), "relative": scan.relative, "subject": scan.subject,
+    run_id = run_id or uuid.uuid4().hex[:12]
+    tasks = [{"path": str(scan.path.absolute()), "relative": scan.relative, "subject": scan.subject,
               "session": scan.session, "stem": scan.stem, "out_dir": str(out_dir.resolve()), "model": identity["card"],
               "device": device, "model_sha": identity["sha256"], "threads": threads, "run_id": run_id} for scan in todo]
+    return scans, todo, tasks
+
+
+def run_participant(bids_dir, out_dir, participants=None, sessions=None, model=None, device="auto",
+                    workers=None, scheduler=None, threads=None, echo=print) -> dict:
+    """Segment every scan not yet complete on Dask; returns counts and the per-scan records."""
+    from . import cohort
+
+    bids_dir, out_dir = Path(bids_dir), Path(out_dir)
+    run_id = uuid.uuid4().hex[:12]
+    # One torch thread per single-threaded worker: the workers, not threads, use the cores.
+    scans, todo, tasks = participant_tasks(bids_dir, out_dir, participants, sessions, model, device, threads or 1, run_id)
+    skipped = len(scans) - len(todo)
+    echo(f"{len(scans)} T1w scan(s) in {bids_dir}: {skipped} already complete, {len(todo)} to segment.")
+    if workers is None and not scheduler:
+        workers = min(cohort.default_workers(), max(1, len(todo)))
     by_scan = {scan.scan_id: scan for scan in todo}
     done = []
 
@@ -504,7 +514,7 @@ def run_participant(bids_dir, out_dir, participants=None, sessions=None, model=N
                "seconds": round(time.time() - started, 2), "workers": workers, "scheduler": scheduler,
                "records": done}
     echo(f"{summary['segmented']} segmented, {summary['failed']} failed, {skipped} skipped (complete) in "
-         f"{summary['seconds']:.0f} s; derivatives in {out_dir}. Next: ... {bids_dir} {out_dir} group")
+         f"{summary['seconds']:.0f} s; derivatives in {out_dir}. Next: the group stage ({bids_dir} {out_dir} group).")
     return summary
 
 

@@ -33,6 +33,7 @@ MAX_ASYMMETRY = 0.20  # hippocampal asymmetry in healthy adults is a few percent
 Z_MAX = 3.0
 MIN_SCANS_FOR_Z = 5  # robust z-scores need a cohort; fewer scans give no volume-outlier flags
 
+ATTENTION_MAX = 100  # flagged scans listed at the top of the page (all are in the table)
 PANEL_MM = 64.0
 PIXEL_MM = 0.4
 OVERLAY_ALPHA = 0.45
@@ -197,7 +198,7 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [first + i * step for i in range(int((high - first) / step) + 1)]
 
 
-def scatter_svg(points: list[tuple[float, float, str, bool]], width=360, height=360) -> str:
+def scatter_svg(points: list[tuple[float, float, str, bool]], width=300, height=300) -> str:
     """Left (x) versus right (y) volume; flagged points red; x = y dashed."""
     if not points:
         return '<p class="muted">No scan with both sides segmented.</p>'
@@ -205,7 +206,7 @@ def scatter_svg(points: list[tuple[float, float, str, bool]], width=360, height=
     low, high = min(values), max(values)
     pad = max((high - low) * 0.1, 50.0)
     low, high = low - pad, high + pad
-    m = 48  # margin for the axes' labels
+    m = 58  # margin for the axes' labels
     sx = lambda x: m + (x - low) / (high - low) * (width - m - 10)  # noqa: E731
     sy = lambda y: height - m - (y - low) / (high - low) * (height - m - 10)  # noqa: E731
     parts = [f'<svg class="chart" role="img" aria-label="left versus right volume" width="{width}" height="{height}" '
@@ -226,7 +227,7 @@ def scatter_svg(points: list[tuple[float, float, str, bool]], width=360, height=
     return "".join(parts)
 
 
-def histogram_svg(values: list[float], title: str, width=360, height=200, bins=12) -> str:
+def histogram_svg(values: list[float], title: str, width=300, height=180, bins=12) -> str:
     values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
         return f'<p class="muted">{html.escape(title)}: no values.</p>'
@@ -304,6 +305,17 @@ def render_html(rows: list[dict], dataset: dict, segment_names: list[str]) -> st
         "hippocampus; coronal views are radiological (the patient's right on the left), sagittal views have anterior "
         "on the left.</p>",
     ]
+    attention = ["<h2>Needs attention</h2>"]
+    if flagged:
+        attention.append('<ol id="attention">')
+        for row in flagged[:ATTENTION_MAX]:
+            reasons = "; ".join(text for text, _ in row["flags"])
+            attention.append(f'<li><a href="#scan-{esc(row["scan"])}">{esc(row["scan"])}</a>: {esc(reasons)}</li>')
+        attention.append("</ol>")
+        if len(flagged) > ATTENTION_MAX:
+            attention.append(f'<p class="muted">and {len(flagged) - ATTENTION_MAX} more flagged scans in the table below.</p>')
+    else:
+        attention.append('<p id="attention">No scan is flagged.</p>')
     points = [(row["left_mm3"], row["right_mm3"], row["scan"], bool(row["flags"])) for row in ok
               if row.get("left_mm3") is not None and row.get("right_mm3") is not None]
     charts = [
@@ -338,7 +350,7 @@ def render_html(rows: list[dict], dataset: dict, segment_names: list[str]) -> st
             f'<td class="num">{_fmt(row.get("seconds"), 1)}</td>', f"<td>{figure}</td>",
         ]
         css = "flagged" if row["flags"] else "ok"
-        table.append(f'<tr class="scan {css}" data-scan="{esc(row["scan"])}" data-status="{esc(row["status"])}" '
+        table.append(f'<tr id="scan-{esc(row["scan"])}" class="scan {css}" data-scan="{esc(row["scan"])}" data-status="{esc(row["status"])}" '
                      f'data-flagged="{1 if row["flags"] else 0}">' + "".join(cells) + "</tr>")
     table.append("</tbody></table>")
     notes = [
@@ -351,4 +363,4 @@ def render_html(rows: list[dict], dataset: dict, segment_names: list[str]) -> st
         "the segmentation reports it (blank otherwise: a single pass gives no other honest uncertainty figure).</p>",
         "</body></html>",
     ]
-    return "\n".join(head + charts + table + notes)
+    return "\n".join(head + attention + charts + table + notes)
