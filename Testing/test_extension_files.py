@@ -39,8 +39,7 @@ LIB_ALLOWED_THIRD_PARTY = SLICER_BUNDLED | {"torch"}
 LIGHT_ENTRY_POINTS = ["__init__", "api", "weights", "mrml", "terminology", "volumeio"]
 SKIPPED_DIRS = {"__pycache__"}
 # Not part of the Slicer extension: the optional web app (trame-slicer, its own environment), the
-# BIDS App (Dask; report.py also uses Python 3.12-only f-strings, which would not even byte-compile
-# in Slicer 5.8's Python 3.9) and the synthetic-data training code.
+# BIDS App (Dask, run from a Python environment of its own) and the synthetic-data training code.
 NOT_IN_EXTENSION = (
     "LUnetSegmentationLib/web/",
     "LUnetSegmentationLib/bids.py",
