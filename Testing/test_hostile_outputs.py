@@ -17,6 +17,7 @@ from LUnetSegmentationLib.outputs import (
     OutputError,
     OutputExistsError,
     check_output_dir,
+    ensure_subdir,
     is_complete_output,
     is_partial,
     remove_partials,
@@ -198,6 +199,25 @@ def test_check_output_dir(tmp_path):
     assert not (tmp_path / "nowhere").exists()
     with pytest.raises(OutputError, match="does not exist"):
         check_output_dir(tmp_path / "missing", create=False)
+
+
+def test_nested_output_folders_never_pass_through_a_link(tmp_path):
+    out, outside = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    outside.mkdir()
+    made = ensure_subdir(out, "sub-01", "anat")
+    assert made == out / "sub-01" / "anat" and made.is_dir()
+    assert ensure_subdir(out, "sub-01", "anat") == made  # existing real folders are fine
+    (out / "sub-02").symlink_to(outside)
+    with pytest.raises(OutputError, match=r"sub-02 is a symbolic link .*never written through links"):
+        ensure_subdir(out, "sub-02", "anat")
+    assert _listing(outside) == []
+    (out / "sub-03").write_text("x")
+    with pytest.raises(OutputError, match="is a file where an output folder goes"):
+        ensure_subdir(out, "sub-03")
+    for bad in ("..", "a/b", ""):
+        with pytest.raises(OutputError, match="is not a folder name"):
+            ensure_subdir(out, bad)
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc, where nobody can create folders")

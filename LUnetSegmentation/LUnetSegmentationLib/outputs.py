@@ -247,6 +247,31 @@ def check_output_dir(path: str | Path, create: bool = True) -> Path:
     return path
 
 
+def ensure_subdir(root: str | Path, *parts: str) -> Path:
+    """root/part1/part2/... created one folder at a time, for nested outputs (BIDS derivatives):
+    a part that exists as a symbolic link or a file is refused, so a link planted inside the
+    output folder can never send a write elsewhere. Parts are single names (no '/', no '..')."""
+    folder = Path(root)
+    for part in parts:
+        if not part or part in (".", "..") or "/" in part or os.sep in part:
+            raise OutputError(f"{part!r} is not a folder name; outputs stay inside {root}.")
+        folder = folder / part
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            mode = os.lstat(folder).st_mode
+            if stat.S_ISLNK(mode):
+                raise OutputError(f"{folder} is a symbolic link (to {os.readlink(folder)}); outputs are never written "
+                                  "through links. Remove the link, or choose another output folder.") from None
+            if not stat.S_ISDIR(mode):
+                raise OutputError(f"{folder} is a file where an output folder goes. Remove or rename it, or choose "
+                                  "another output folder.") from None
+        except OSError as error:
+            raise OutputError(f"Cannot create the output folder {folder}: {error.strerror or error}. Choose a folder "
+                              "you can write to.") from error
+    return folder
+
+
 def is_complete_output(path: str | Path, kind: str | None = None, columns: list[str] | None = None) -> bool:
     """Whether an existing output is whole, for re-runs: a regular file (not a link) that parses
     completely. kind: 'seg' / 'nrrd' / 'nifti' / 'labels' (image: header and all voxel data
