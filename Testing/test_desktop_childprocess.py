@@ -3,7 +3,6 @@ standing in for PythonSlicer) segments a volume node of a real MRML scene; progr
 a failing child with its message, one run at a time, and the persistent worker's second click."""
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
@@ -123,14 +122,13 @@ def test_a_second_start_while_running_is_refused(crop, runner):
 def test_failing_child_surfaces_its_message(crop, runner, mrml_scene, tmp_path):
     volume, _ = crop
     card = find_model()
-    shutil.copy(card.weights_path, tmp_path / card.weights_path.name)
-    data = json.loads(card.path.read_text())
-    data["weights"]["sha256"] = "0" * 64  # a card that does not match its weights
-    (tmp_path / card.path.name).write_text(json.dumps(data))
-    runner.start(volume, model=str(tmp_path / card.path.name), device="cpu")
+    models = tmp_path / "Models"
+    shutil.copytree(card.path.parent, models)  # the card with every file it names
+    (models / card.path.name).write_text(card.path.read_text()[:50])  # a damaged (cut) card
+    runner.start(volume, model=str(models / card.path.name), device="cpu")
     status, _ = wait(runner)
     assert status.state == "failed"
-    assert "corrupt or truncated" in status.message and "Reinstall" in status.message, status.message
+    assert "not valid JSON" in status.message and "Restore it" in status.message, status.message
     assert "Traceback" in status.details
     runner.finish()
     assert segment_count(mrml_scene.scene) == 0
