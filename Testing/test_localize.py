@@ -88,18 +88,18 @@ def test_decathlon_crop_mislabelled_as_whole_head_takes_the_crop_path(hippocampu
     assert result.mode == "crop" and result.localization is None
     labels = sitk.GetArrayFromImage(result.labels)
     assert dice(labels > 0, reference > 0) > 0.8
-    assert [row[0] for row in result.label_table] == [1, 2] and result.side_volumes_mm3 == {}
+    assert [spec.value for spec in result.label_table] == [1, 2] and result.side_volumes_mm3 == {}
 
 
 def test_side_label_table(segmenter):
     table = side_label_table(segmenter.card)
-    assert [(v, n, s) for v, n, _, s in table] == [
+    assert [(spec.value, spec.segment_name, spec.side) for spec in table] == [
         (1, "Left hippocampus anterior", "left"),
         (2, "Left hippocampus posterior", "left"),
         (3, "Right hippocampus anterior", "right"),
         (4, "Right hippocampus posterior", "right"),
     ]
-    assert len({c for _, _, c, _ in table}) == 4  # four distinct colours
+    assert len({spec.color for spec in table}) == 4  # four distinct colours
 
 
 @pytest.mark.parametrize("kind", ["noise", "phantom", "constant"])

@@ -103,7 +103,7 @@ def render_panel(image, labels, table, box, centre_lps, axis_h, axis_v, referenc
     seg = sitk.GetArrayFromImage(sitk.Resample(labels, plane, sitk.Transform(), sitk.sitkNearestNeighbor, 0))[0]
     low, high = np.percentile(grey, [1, 99.5])
     rgb = np.repeat((np.clip((grey - low) / max(high - low, 1e-6), 0, 1))[..., None], 3, axis=2)
-    for value, _, colour, _ in table:
+    for value, colour in ((spec.value, spec.color) for spec in table):
         where = seg == value
         rgb[where] = 0.45 * rgb[where] + 0.55 * np.asarray(colour)
     if reference is not None:

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import datetime
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
 
-from . import terminology
+from .pipeline import SegmentSpec, specs_from_card
 from .preprocess import InputError
 from .resample import RAS_TO_LPS, image_from_ijk_to_ras
 
@@ -31,26 +30,9 @@ TAG_LABEL_VALUE = "LUnetSegmentation.LabelValue"  # value: the model's label val
 ATTRIBUTE_PREFIX = "LUnetSegmentation."
 
 
-@dataclass(frozen=True)
-class LabelSpec:
-    """One label of a label image and the segment it becomes."""
-
-    value: int
-    name: str  # structure name, e.g. "Hippocampus anterior"
-    color: tuple[float, float, float]
-    side: str | None = None  # "left"/"right" when known (whole-brain path), else None
-
-    @property
-    def segment_name(self) -> str:
-        return terminology.display_name(self.name, self.side)
-
-    @property
-    def terminology(self) -> str:
-        return terminology.entry_string(self.name, self.side)
-
-
-def label_specs_from_card(card, side: str | None = None) -> list[LabelSpec]:
-    return [LabelSpec(int(e["value"]), e["name"], tuple(float(c) for c in e["color"]), side) for e in card.labels]
+# One label value and the segment it becomes: the MRML-free core's SegmentSpec.
+LabelSpec = SegmentSpec
+label_specs_from_card = specs_from_card
 
 
 # ----------------------------------------------------------------------------- headless scene

@@ -23,6 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .localize import BOX_MM, Localization, LocalizationError, localize, looks_like_crop
+from .pipeline import SegmentSpec, specs_from_card
 from .resample import resample_argmax
 
 __all__ = ["HeadSegmentation", "LocalizationError", "segment_head", "side_label_table"]
@@ -35,7 +36,7 @@ _TINT = 0.45
 @dataclass
 class HeadSegmentation:
     labels: sitk.Image  # uint8 on the input grid: values of label_table (0 background)
-    label_table: list[tuple[int, str, tuple[float, float, float], str | None]]  # (value, name, RGB 0..1, side)
+    label_table: list[SegmentSpec]  # value -> structure, colour, side
     volumes_mm3: dict[str, float]  # segment name -> volume (mm3) on the input grid
     side_volumes_mm3: dict[str, float]  # "left"/"right" -> whole hippocampus (mm3); empty for a crop
     mode: str  # "whole-head" (localized) or "crop" (segmented directly)
@@ -43,30 +44,30 @@ class HeadSegmentation:
     seconds: float
     device: str
     notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds ("localize_s", "network_s")
+    confidence: dict[str, dict] = field(default_factory=dict)  # side -> _confidence() figures
 
 
-def side_label_table(card) -> list[tuple[int, str, tuple[float, float, float], str | None]]:
-    """(value, name, colour, side) for the four side-specific labels, built from the model card
-    (card labels 1 anterior, 2 posterior): left = card value, right = card value + 2."""
+def side_label_table(card) -> list[SegmentSpec]:
+    """The side-specific labels of a whole head, built from the model card's structures: left
+    keeps the card's value, right adds the number of card labels. A card with anterior and
+    posterior parts gives 1 left anterior, 2 left posterior, 3 right anterior, 4 right posterior;
+    a whole-hippocampus card gives 1 left, 2 right. Segment names come from the structure and
+    the side ("Left hippocampus anterior", "Left hippocampus"), never from string surgery."""
     table = []
     for offset, side in ((0, "left"), (len(card.labels), "right")):
         for entry in card.labels:
             colour = np.asarray(entry.get("color", (1.0, 1.0, 0.0)), dtype=float)
             if side == "right":
                 colour = colour + (1 - colour) * _TINT
-            part = entry["name"].replace("Hippocampus ", "")  # "anterior" / "posterior"
-            table.append((entry["value"] + offset, f"{side.capitalize()} hippocampus {part}", tuple(round(c, 3) for c in colour), side))
+            table.append(SegmentSpec(int(entry["value"]) + offset, entry["name"], tuple(round(float(c), 3) for c in colour), side))
     return table
-
-
-def _crop_table(card):
-    return [(e["value"], e["name"], tuple(e.get("color", (1.0, 1.0, 0.0))), None) for e in card.labels]
 
 
 def _volumes(labels: np.ndarray, table, spacing) -> dict[str, float]:
     voxel = float(np.prod(spacing))
-    counts = np.bincount(labels.ravel(), minlength=max(v for v, *_ in table) + 1)
-    return {name: float(counts[value]) * voxel for value, name, _, _ in table}
+    counts = np.bincount(labels.ravel(), minlength=max(spec.value for spec in table) + 1)
+    return {spec.segment_name: float(counts[spec.value]) * voxel for spec in table}
 
 
 def keep_largest_component(labels: np.ndarray) -> np.ndarray:
@@ -102,6 +103,22 @@ def _aligned_crop(image: sitk.Image, centre_lps, rotation, box_mm, segmenter) ->
     canonical = sitk.Image(true_crop)
     canonical.SetDirection(model_direction.flatten().tolist())
     return true_crop, canonical
+
+
+def _confidence(labels: np.ndarray, probabilities: np.ndarray) -> dict:
+    """How sure the network is of one side's segment: the mean foreground probability inside
+    it and the mean normalised entropy there (0 certain, 1 uniform). Used by the presence
+    check and the cohort report's uncertainty flag."""
+    inside = labels > 0
+    if not inside.any():
+        return {"voxels": 0, "mean_probability": 0.0, "mean_entropy": 1.0}
+    probs = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-7, 1.0)
+    entropy = -(probs * np.log(probs)).sum(axis=0) / np.log(probs.shape[0])
+    return {
+        "voxels": int(inside.sum()),
+        "mean_probability": round(float(1.0 - probs[0][inside].mean()), 4),
+        "mean_entropy": round(float(entropy[inside].mean()), 4),
+    }
 
 
 def _labels_to_box(labels: np.ndarray, crop: sitk.Image, image: sitk.Image, box) -> np.ndarray:
@@ -140,17 +157,19 @@ def segment_head(
     card = segmenter.card
     if looks_like_crop(image):
         result = segmenter.segment_image(image, progress=progress, cancelled=cancelled)
-        table = _crop_table(card)
+        table = specs_from_card(card)
         array = sitk.GetArrayViewFromImage(result.labels)
         notes = ["Crop-sized input: segmented directly, without localization (side unknown)."] + list(result.notes)
         return HeadSegmentation(
             result.labels, table, _volumes(array, table, image.GetSpacing()), {}, "crop", None,
-            time.time() - started, result.device, notes,
+            time.time() - started, result.device, notes, {"network_s": round(result.seconds, 3)},
         )
 
     if progress is not None:
         progress(0.0)
     found = localize(image, box_mm)
+    timings = {"localize_s": round(found.seconds, 3)}
+    network_started = time.time()
     if cancelled is not None and cancelled():
         raise InterruptedError("Segmentation cancelled")
     if progress is not None:
@@ -159,24 +178,33 @@ def segment_head(
     out = np.zeros(image.GetSize()[::-1], dtype=np.uint8)
     notes = list(found.notes)
     device = segmenter.device
-    side_volumes = {}
+    side_volumes, confidence = {}, {}
     voxel = float(np.prod(image.GetSpacing()))
-    for number, side in enumerate(SIDES):
-        start, stop = found.boxes[side]
-        report = _scaled(progress, 0.2 + 0.4 * number, 0.6 + 0.4 * number)
-        if align:
-            true_crop, canonical = _aligned_crop(image, found.centres_lps[side], found.rotation, box_mm, segmenter)
-            result = segmenter.segment_image(canonical, progress=report, cancelled=cancelled)
-            crop_labels = keep_largest_component(sitk.GetArrayFromImage(result.labels))
-            labels = _labels_to_box(crop_labels, true_crop, image, (start, stop))
-        else:
+    side_labels = {}
+    if align:
+        # Both boxes in template orientation share one shape: one batched network pass.
+        crops = {side: _aligned_crop(image, found.centres_lps[side], found.rotation, box_mm, segmenter) for side in SIDES}
+        crop_labels, probabilities, device, crop_notes = segmenter.segment_crops(
+            [crops[side][1] for side in SIDES], progress=_scaled(progress, 0.2, 0.9), cancelled=cancelled
+        )
+        notes += crop_notes
+        for side, labels, probs in zip(SIDES, crop_labels, probabilities):
+            labels = keep_largest_component(labels)
+            confidence[side] = _confidence(labels, probs)
+            side_labels[side] = _labels_to_box(labels, crops[side][0], image, found.boxes[side])
+    else:
+        for number, side in enumerate(SIDES):
+            start, stop = found.boxes[side]
             # A region-of-interest copy gives the same model grid as index_box=(start, stop) on
             # the whole image, but maps labels back onto the box only: faster for 256^3 inputs.
             crop = sitk.RegionOfInterest(image, [int(b - a) for a, b in zip(start, stop)], [int(a) for a in start])
-            result = segmenter.segment_image(crop, progress=report, cancelled=cancelled)
-            labels = keep_largest_component(sitk.GetArrayFromImage(result.labels))
-        device = result.device
-        notes += result.notes
+            result = segmenter.segment_image(crop, progress=_scaled(progress, 0.2 + 0.4 * number, 0.6 + 0.4 * number), cancelled=cancelled)
+            side_labels[side] = keep_largest_component(sitk.GetArrayFromImage(result.labels))
+            device = result.device
+            notes += result.notes
+    for side in SIDES:
+        labels = side_labels[side]
+        start, stop = found.boxes[side]
         if not labels.any():
             raise LocalizationError(
                 f"No {side} hippocampus was found in the region the localization chose. Check that the volume is a "
@@ -189,10 +217,11 @@ def segment_head(
         side_volumes[side] = float(np.count_nonzero(labels)) * voxel
     if progress is not None:
         progress(1.0)
+    timings["network_s"] = round(time.time() - network_started, 3)
     labels_image = sitk.GetImageFromArray(out)
     labels_image.CopyInformation(image)
     table = side_label_table(card)
     return HeadSegmentation(
         labels_image, table, _volumes(out, table, image.GetSpacing()), side_volumes, "whole-head", found,
-        time.time() - started, device, notes,
+        time.time() - started, device, notes, timings, confidence,
     )

@@ -1,0 +1,182 @@
+"""One image in, labels and their meaning out: the MRML-free core every caller shares.
+
+    result = label_image(image)                  # sitk.Image in, LabelResult out
+    result.labels                                # uint8 on the input's own grid
+    result.specs                                 # value -> segment name, colour, side, terminology
+
+The Slicer module's child process, the command line, the BIDS App, the console API and the web
+panel all call `label_image`; only the console API and the web panel then turn the result into
+MRML segments (mrml.py). Nothing here imports slicer, Qt or (at import time) torch, so the
+command line starts fast and this file runs under the plain Python that Slicer launches.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import terminology
+
+_CACHE_SIZE = 2  # a model or two per device; each is small (~0.5 MB of weights)
+_cache: OrderedDict = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """One label value of a label image and the segment it becomes."""
+
+    value: int
+    name: str  # structure name from the model card, e.g. "Hippocampus anterior" or "Hippocampus"
+    color: tuple  # (r, g, b), 0..1
+    side: str | None = None  # "left"/"right" when known (whole-head path), else None
+
+    @property
+    def segment_name(self) -> str:
+        return terminology.display_name(self.name, self.side)
+
+    @property
+    def terminology(self) -> str:
+        return terminology.entry_string(self.name, self.side)
+
+
+def specs_from_card(card, side: str | None = None) -> list[SegmentSpec]:
+    """The card's own labels (crop or ROI mode: the side is unknown)."""
+    return [SegmentSpec(int(e["value"]), e["name"], tuple(float(c) for c in e["color"]), side) for e in card.labels]
+
+
+# ----------------------------------------------------------------------------- model cache
+
+
+class LoadedModel:
+    """A Segmenter and the lock that serialises its use (it may move itself to the CPU)."""
+
+    def __init__(self, segmenter):
+        self.segmenter = segmenter
+        self.lock = threading.Lock()
+
+
+def get_segmenter(model=None, device: str = "auto") -> LoadedModel:
+    """Load a model once per (model, device, weights file state) and reuse it."""
+    from .engine import Segmenter, choose_device
+    from .weights import find_model
+
+    card = find_model(model)
+    resolved = choose_device(device)
+    files = [card.weights_path] + ([card.path.parent / card.data["onnx"]["file"]] if "onnx" in card.data else [])
+    # A changed weights file (or backend choice) must load again, never reuse a stale model.
+    state = tuple((s.st_mtime_ns, s.st_size) if s else None for s in (f.stat() if f.is_file() else None for f in files))
+    key = (str(card.path.resolve()), resolved, state, os.environ.get("LUNET_BACKEND", "auto"))
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    loaded = LoadedModel(Segmenter(str(card.path), resolved))
+    with _cache_lock:
+        _cache[key] = loaded
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return loaded
+
+
+def clear_model_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+@dataclass
+class LabelResult:
+    labels: sitk.Image  # uint8 on the input grid
+    specs: list  # [SegmentSpec], one per label value
+    card: object  # weights.ModelCard
+    device: str
+    seconds: float
+    notes: list = field(default_factory=list)
+    volumes_mm3: dict = field(default_factory=dict)  # segment name -> mm3
+    side_volumes_mm3: dict = field(default_factory=dict)  # "left"/"right" -> whole hippocampus mm3 (whole head)
+    details: dict = field(default_factory=dict)  # JSON-able: mode, localization, stage timings
+    warnings: list = field(default_factory=list)  # usable but less trustworthy input (e.g. thick slices)
+
+    def summary(self) -> dict:
+        """A JSON-able description (label table, volumes, provenance) for files and processes."""
+        return {
+            "model": {"id": self.card.model_id, "version": self.card.version, "weights_sha256": self.card.weights_sha256},
+            "device": self.device,
+            "seconds": round(self.seconds, 3),
+            "labels": [
+                {"value": s.value, "structure": s.name, "segment_name": s.segment_name, "color": list(s.color),
+                 "side": s.side, "terminology": s.terminology}
+                for s in self.specs
+            ],
+            "volumes_mm3": {k: round(v, 1) for k, v in self.volumes_mm3.items()},
+            "side_volumes_mm3": {k: round(v, 1) for k, v in self.side_volumes_mm3.items()},
+            "notes": list(self.notes),
+            "warnings": list(self.warnings),
+            "details": self.details,
+        }
+
+
+def _measure(labels: sitk.Image, specs) -> dict[str, float]:
+    voxel = float(np.prod(labels.GetSpacing()))
+    counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel(), minlength=256)
+    return {spec.segment_name: float(counts[spec.value]) * voxel for spec in specs}
+
+
+def label_image(
+    image: sitk.Image,
+    model=None,
+    device: str = "auto",
+    index_box=None,
+    progress: Callable[[float], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    loaded: LoadedModel | None = None,
+    name: str = "volume",
+    checked: list | None = None,
+) -> LabelResult:
+    """Labels for one image. With an index box [start, stop) (the user's ROI) only that box is
+    segmented, with the model's own labels. Without one, `wholebrain.segment_head` decides: a
+    crop-sized input is segmented directly; a whole-head or whole-brain scan is localized and
+    both hippocampi are segmented, with left/right labels. Raises InputError (bad input,
+    hippocampi not found), WeightsError and InterruptedError (cancelled).
+
+    The input is checked here, once, by checks.check_input (every caller comes through this
+    function); a caller that already ran that check (the GUI does, before it starts the work)
+    passes its warnings as `checked`."""
+    from .checks import check_input
+    from .wholebrain import segment_head
+
+    started = time.time()
+    warnings = list(checked) if checked is not None else check_input(image, name)
+    loaded = loaded or get_segmenter(model, device)
+    with loaded.lock:
+        if index_box is not None:
+            result = loaded.segmenter.segment_image(image, index_box, progress=progress, cancelled=cancelled)
+            specs = specs_from_card(result.card)
+            out = LabelResult(result.labels, specs, result.card, result.device, 0.0, list(result.notes),
+                              details={"mode": "roi", "timings": {"network_s": round(result.seconds, 3)}})
+        else:
+            head = segment_head(loaded.segmenter, image, progress=progress, cancelled=cancelled)
+            specs = list(head.label_table)
+            details = {"mode": head.mode, "timings": dict(head.timings)}
+            if head.confidence:
+                details["confidence"] = dict(head.confidence)
+            if head.localization is not None:
+                details["localization"] = head.localization.summary()
+            out = LabelResult(head.labels, specs, loaded.segmenter.card, head.device, 0.0, list(head.notes),
+                              side_volumes_mm3=dict(head.side_volumes_mm3), details=details)
+    out.warnings = warnings
+    out.volumes_mm3 = _measure(out.labels, out.specs)
+    for name, volume in out.volumes_mm3.items():
+        if volume == 0:
+            out.notes.append(f"{name}: no voxels found (is the hippocampus inside the volume or ROI?)")
+    out.seconds = time.time() - started
+    return out
