@@ -1,9 +1,18 @@
-"""Command line: `python -m LUnetSegmentationLib train | evaluate | segment ...` (no Qt, no Slicer app)."""
+"""Command line: `python -m LUnetSegmentationLib train | evaluate | segment ...` (no Qt, no Slicer app).
+
+`segment` imports neither slicer-core nor the training code: its whole process (interpreter,
+imports, reading, localization, network, writing) is what a cohort pays per scan.
+"""
 from __future__ import annotations
 
-import argparse
-import logging
-import sys
+import time
+
+_STARTED = time.perf_counter()  # before the heavy imports: --timings reports what they cost
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
 
 
 def _train(args) -> int:
@@ -33,16 +42,44 @@ def _evaluate(args) -> int:
 
 
 def _segment(args) -> int:
-    from .api import segmentFiles
+    from .batch import BatchInterrupted, segment_files
 
-    rows = segmentFiles(
-        args.inputs, args.out, model=args.model, device=args.device, labelmap=args.labelmap, showProgress=not args.quiet
-    )
+    roi = None
+    if args.roi is not None:
+        roi = (args.roi[:3], args.roi[3:])
+    imports_done = time.perf_counter()
+    try:
+        rows = segment_files(
+            args.inputs, args.out, model=args.model, device=args.device, labelmap=args.labelmap,
+            showProgress=not args.quiet, roi=roi,
+        )
+    except BatchInterrupted as interrupted:
+        done = sum(row.get("status") == "ok" for row in interrupted.rows)
+        print(
+            f"Interrupted: {done} of {len(interrupted.rows)} case(s) finished and kept (summary in {interrupted.summary}). "
+            "Run the same command again to do the rest: complete outputs are skipped, nothing is overwritten.",
+            file=sys.stderr,
+        )
+        return 130
+    if args.timings:
+        _write_timings(args.timings, rows, imports_done)
     failed = [row for row in rows if row.get("status") != "ok"]
     for row in failed:
         print(f"FAILED {row.get('input')}: {row.get('error')}", file=sys.stderr)
+    for row in rows:
+        if row.get("warnings"):
+            print(f"WARNING {row.get('input')}: {row['warnings']}", file=sys.stderr)
     print(f"{len(rows) - len(failed)} of {len(rows)} case(s) segmented; summary in {args.out}/summary.csv")
     return 1 if failed else 0
+
+
+def _write_timings(path, rows, imports_done: float) -> None:
+    """Stage timings for benchmarks/wholehead.py: imports (process start to the first case,
+    interpreter start-up excluded) and per case read / localize / network / write seconds."""
+    stages = ("read_s", "localize_s", "network_s", "write_s")
+    cases = [{"case": row["case"], **{k: row[k] for k in stages if k in row}, "total_s": float(row.get("seconds") or 0)} for row in rows]
+    with open(path, "w") as handle:
+        json.dump({"imports_s": round(imports_done - _STARTED, 3), "cases": cases}, handle, indent=1)
 
 
 def _serve(args) -> int:
@@ -81,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=0, help="override the config's epochs")
     train.add_argument("--time-budget", type=float, default=0.0, help="minutes: shorten the schedule to fit")
     train.add_argument("--quiet", action="store_true")
+    train.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="full details of errors")
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="Dice and HD95 per label on a labelled Decathlon folder")
@@ -90,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     evaluate.add_argument("--mirror", choices=["on", "off"], default=None, help="test-time mirroring (default: the model card's)")
     evaluate.add_argument("--out", default="results.json", help="JSON results file")
+    evaluate.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="full details of errors")
     evaluate.set_defaults(run=_evaluate)
 
     segment = commands.add_parser("segment", help="segment MRI files (NIfTI, NRRD, .mgz) into DIR/<case>.seg.nrrd")
@@ -97,8 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--out", required=True, help="output folder")
     segment.add_argument("--labelmap", action="store_true", help="also write DIR/<case>.nii.gz with the label values")
     segment.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    segment.add_argument("--model", default=None)
+    segment.add_argument("--model", default=None, help="shipped model id, card .json or training folder")
+    segment.add_argument(
+        "--roi", nargs=6, type=float, metavar=("R", "A", "S", "SIZE_R", "SIZE_A", "SIZE_S"), default=None,
+        help="segment only this box: centre and size in RAS mm, as Slicer shows them (same box for every input)",
+    )
+    segment.add_argument("--timings", default=None, metavar="FILE", help="write stage timings as JSON (benchmarks)")
     segment.add_argument("--quiet", action="store_true")
+    segment.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="full details of errors")
     segment.set_defaults(run=_segment)
 
     serve = commands.add_parser("serve", help="the one-click panel as a local web app (needs .venv-web)")
@@ -109,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", default=None)
     serve.add_argument("--max-upload-mb", type=float, default=512, help="largest upload accepted (MB)")
     serve.add_argument("--open-browser", action="store_true")
+    serve.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="full details of errors")
     serve.set_defaults(run=_serve)
     return parser
 
@@ -116,14 +162,32 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if args.verbose:  # our own details (tracebacks of refused cases), not every library's debug output
+        logging.getLogger("LUnetSegmentation").setLevel(logging.DEBUG)
     from .preprocess import InputError
     from .weights import WeightsError
 
     try:
         return args.run(args)
     except (InputError, WeightsError, FileNotFoundError) as error:
+        logging.getLogger("LUnetSegmentation").debug("details", exc_info=True)
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("Interrupted (Ctrl-C). Nothing half-written was left; run the same command again to finish.", file=sys.stderr)
+        return 130
+    except OSError as error:  # disk full, permissions, a folder that vanished
+        logging.getLogger("LUnetSegmentation").debug("details", exc_info=True)
+        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+        print(f"error: {error.strerror or error}{where}. Check the disk space and permissions of the files and "
+              "folders named, then run again.", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001 - the last line of defence: a message, never a traceback
+        if args.verbose:
+            raise
+        print(f"error: {type(error).__name__}: {error}. This is unexpected; run again with --verbose for the full "
+              "details and report them.", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -128,3 +128,28 @@ def resample_argmax(maps: np.ndarray, source: sitk.Image, target: sitk.Image) ->
 
 def _config_of(image: sitk.Image) -> PreprocessingConfig:
     return PreprocessingConfig(spacing=list(image.GetSpacing()), direction=list(image.GetDirection()))
+
+
+def index_box_for_ras_box(image: sitk.Image, center_ras, size_mm) -> tuple[list[int], list[int]]:
+    """The index box [start, stop) of `image` covering an axis-aligned RAS box (centre, size in
+    mm), as the command line's and batch's `--roi` give it; refuses a box outside the image."""
+    center = np.asarray(center_ras, dtype=float)
+    half = np.asarray(size_mm, dtype=float) / 2
+    if center.shape != (3,) or half.shape != (3,) or np.any(half <= 0):
+        raise InputError("A region of interest needs a centre (R, A, S mm) and three positive sizes (mm).")
+    indices = []
+    for corner in itertools.product(*[(-h, h) for h in half]):
+        lps = RAS_TO_LPS @ (center + np.asarray(corner))
+        indices.append(image.TransformPhysicalPointToContinuousIndex(lps.tolist()))
+    indices = np.asarray(indices)
+    size = np.asarray(image.GetSize())
+    # Voxel v covers [v - 0.5, v + 0.5]: take every voxel whose centre region meets the box.
+    start = np.clip(np.floor(indices.min(axis=0) + 0.5).astype(int), 0, size)
+    stop = np.clip(np.ceil(indices.max(axis=0) + 0.5).astype(int), 0, size)
+    if np.any(stop <= start):
+        raise InputError(
+            "The region of interest (centre {} mm RAS, size {} mm) does not overlap the volume. Check its "
+            "coordinates: they are RAS millimetres, as Slicer shows them.".format(
+                ", ".join(f"{c:g}" for c in center), "x".join(f"{2 * h:g}" for h in half))
+        )
+    return start.tolist(), stop.tolist()
