@@ -118,13 +118,20 @@ def test_too_large_for_memory_is_refused_before_work(mrml_scene, monkeypatch):
     _refused(mrml_scene.scene, "Crop it first", volume)
 
 
-@pytest.fixture
-def model_copy(tmp_path):
-    """The shipped card and weights copied into tmp_path (the shipped files are never touched)."""
+@pytest.fixture(params=["torch", "onnx"])
+def model_copy(tmp_path, request, monkeypatch):
+    """The shipped card and weights (PyTorch and ONNX) copied into tmp_path (the shipped files
+    are never touched); returns the card and the weights file the chosen backend loads."""
     card = find_model(None)
     shutil.copy(card.path, tmp_path / card.path.name)
     shutil.copy(card.weights_path, tmp_path / card.weights_path.name)
-    return tmp_path / card.path.name, tmp_path / card.weights_path.name
+    onnx = card.path.parent / card.data["onnx"]["file"]
+    shutil.copy(onnx, tmp_path / onnx.name)
+    if request.param == "torch":
+        monkeypatch.setenv("LUNET_BACKEND", "torch")
+        return tmp_path / card.path.name, tmp_path / card.weights_path.name
+    pytest.importorskip("onnxruntime")
+    return tmp_path / card.path.name, tmp_path / onnx.name
 
 
 def _shipped_intact():

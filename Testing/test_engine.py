@@ -5,7 +5,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from LUnetSegmentationLib import engine, inference
+from LUnetSegmentationLib import engine
 from LUnetSegmentationLib.engine import Segmenter
 from LUnetSegmentationLib.preprocess import InputError
 
@@ -33,21 +33,29 @@ def test_memory_estimate_refuses_large_regions_but_not_crops(segmenter, monkeypa
     segmenter.check_memory(head, ([0, 0, 0], [40, 40, 40]))  # an ROI makes it fit
 
 
-def test_gpu_out_of_memory_retries_this_image_on_cpu_only(segmenter, monkeypatch, hippocampus_dir):
-    real = inference.predict_probabilities
+def test_gpu_out_of_memory_retries_this_image_on_cpu_only(hippocampus_dir, monkeypatch):
+    """A PyTorch backend whose GPU forward runs out of memory finishes the image on a CPU copy,
+    says so, and tries the GPU again for the next image."""
+    from LUnetSegmentationLib.backends import TorchBackend
+
+    monkeypatch.setenv("LUNET_BACKEND", "torch")
+    torch_segmenter = Segmenter(device="cpu")
+    backend = torch_segmenter.backend
+    assert isinstance(backend, TorchBackend)
     calls = []
 
-    def flaky(network, volume, device="cpu", **kwargs):
-        calls.append(device)
-        if device != "cpu":
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(network, volume, device=device, **kwargs)
+    def gpu_that_runs_out(tensor):
+        calls.append("cuda")
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(inference, "predict_probabilities", flaky)
-    monkeypatch.setattr(segmenter, "device", "cuda")  # pretend the model lives on a GPU
+    backend._cpu_copy = backend.network  # what deepcopy(network).to("cpu") gives
+    monkeypatch.setattr(backend, "_device_forward", gpu_that_runs_out)
+    monkeypatch.setattr(torch_segmenter, "device", "cuda")
+    monkeypatch.setattr(backend, "device", "cuda")
     image = sitk.ReadImage(str(hippocampus_dir / "imagesTr" / "hippocampus_001.nii.gz"))
-    result = segmenter.segment_image(image)
-    assert calls == ["cuda", "cpu"]
+    result = torch_segmenter.segment_image(image)
+    assert calls == ["cuda"]  # tried once, then the CPU copy did every pass
     assert result.device == "cpu" and any("out of memory" in note for note in result.notes)
-    assert segmenter.device == "cuda"  # the next (smaller) image tries the GPU again
     assert sitk.GetArrayViewFromImage(result.labels).max() == 2
+    torch_segmenter.segment_image(image)
+    assert calls == ["cuda", "cuda"]  # the next image tries the GPU again
