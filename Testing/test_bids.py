@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "LUnetSegmentation"))
 
 from LUnetSegmentationLib import bids  # noqa: E402
+from LUnetSegmentationLib.outputs import is_partial  # noqa: E402
 from LUnetSegmentationLib.preprocess import InputError  # noqa: E402
 
 pytest.importorskip("distributed", reason="dask[distributed] is not installed (requirements.txt)")
@@ -208,7 +209,7 @@ def test_derivative_names_follow_bids(processed, dataset):
             assert f"{stem}_desc-hippocampus_dseg.{ext}" in seen
     assert not any("sub-03" in name for name in seen)  # the failed scan wrote nothing but its error record
     assert (out / "logs" / "sub-03_T1w_error.json").is_file()
-    assert not list(out.rglob(".tmp-*"))
+    assert not [p for p in out.rglob(".*") if is_partial(p)]
 
 
 @pytest.mark.slow
@@ -271,7 +272,9 @@ def test_rerun_skips_complete_and_redoes_partial(processed, dataset):
     # A partial scan: its labelmap truncated (as by a crash mid-copy) and a stale temporary beside it.
     damaged = out / "sub-01/ses-2/anat/sub-01_ses-2_desc-hippocampus_dseg.nii.gz"
     damaged.write_bytes(damaged.read_bytes()[:100])
-    stale = damaged.with_name(".tmp-0123456789ab-" + damaged.name)
+    stale = damaged.with_name(".sub-01_ses-2_desc-hippocampus_dseg.partial-0123456789abcdef.nii.gz")
+    neighbour = damaged.with_name(".sub-01_ses-1_desc-hippocampus_dseg.partial-0123456789abcdef.nii.gz")
+    neighbour.write_bytes(b"another scan's write in progress")
     stale.write_bytes(b"half")
     again = run_app(dataset, out, "participant", "--workers", "1")
     assert "2 already complete, 2 to segment" in again.stdout, again.stdout  # the damaged one and the failed one
@@ -280,7 +283,8 @@ def test_rerun_skips_complete_and_redoes_partial(processed, dataset):
         if "ses-2" not in path.name:
             assert path.stat().st_ino == inode, f"{path.name} was rewritten"
     assert bids.scan_complete(bids.find_scans(dataset, ["01"], ["2"])[0], out, bids.model_identity()["sha256"])
-    assert not stale.exists()
+    assert not stale.exists() and neighbour.exists()  # only the redone scan's own leftovers are removed
+    neighbour.unlink()
 
 
 @pytest.mark.slow
@@ -381,7 +385,7 @@ def test_killed_worker_loses_no_scan(tmp_path, wholebrain_dir):
     scans = bids.find_scans(dataset)
     sha = bids.model_identity()["sha256"]
     assert all(bids.scan_complete(scan, out, sha) for scan in scans)
-    assert not list(out.rglob(".tmp-*"))
+    assert not [p for p in out.rglob(".*") if is_partial(p)]
     inodes = {p: p.stat().st_ino for p in out.rglob("*_dseg.*")}
     again = run_app(dataset, out, "participant", "--workers", "2")
     assert again.returncode == 0 and f"{SCANS} already complete, 0 to segment" in again.stdout
@@ -407,4 +411,4 @@ def test_killed_run_resumes_each_scan_once(tmp_path, wholebrain_dir):
     assert {p: p.stat().st_ino for p in first} == inodes  # the first run's scans were not redone
     second = {p: json.loads(p.read_text())["LUnet"]["RunId"] for p in out.rglob("*_dseg.json")}
     assert len(set(second.values())) == 2 and len(second) == SCANS
-    assert not list(out.rglob(".tmp-*"))
+    assert not [p for p in out.rglob(".*") if is_partial(p)]

@@ -56,7 +56,7 @@ T1W_NAME = re.compile(
     rf"(?:_rec-(?P<rec>{LABEL}))?(?:_run-(?P<run>[0-9]+))?(?:_echo-(?P<echo>[0-9]+))?"
     rf"(?:_part-(?P<part>mag|phase|real|imag))?(?:_chunk-(?P<chunk>[0-9]+))?_T1w\.nii(?:\.gz)?$"
 )
-_TMP_PREFIX = ".tmp-"
+_SUFFIXES = (".nii.gz", ".tsv", ".json", ".png")
 
 
 # ----------------------------------------------------------------------------- layout
@@ -164,27 +164,13 @@ def _sha256(path: Path) -> str:
 
 
 def _write_atomic(path: Path, write_to) -> Path:
-    """Write `path` through `write_to(tmp)` on a temporary name in the same folder, fsync, then
-    rename into place (rename replaces a symlink at `path`, never writes through it); the
-    temporary file is removed on any error. The one place to swap for outputs.write_atomic."""
-    path = Path(path)
-    tmp = path.with_name(f"{_TMP_PREFIX}{uuid.uuid4().hex[:12]}-{path.name}")  # keeps the real extension
-    try:
-        write_to(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with _suppress_os_error():
-            tmp.unlink()
-        raise
-    with _suppress_os_error():
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
-    return path
+    """Write `path` through `write_to(tmp)` (outputs.write_atomic: a temporary file in the same
+    folder, fsync, then a rename that replaces a symlink at `path` rather than writing through it;
+    the temporary file removed on any error). Derivatives of a scan that is redone replace the
+    old ones, hence overwrite."""
+    from .outputs import write_atomic
+
+    return write_atomic(path, write_to, overwrite=True)
 
 
 class _suppress_os_error:
@@ -229,12 +215,19 @@ def _safe_dir(root: Path, parts) -> Path:
 
 
 def _remove_stale_temporaries(paths) -> None:
-    """Temporary files a killed worker left for these outputs (only this scan's task writes them)."""
+    """Temporary files a killed worker left for these outputs. Only this scan's own names: other
+    scans' writes may be under way in the same folder (outputs.remove_partials would take them)."""
+    from .outputs import PARTIAL_TAG, is_partial
+
     for path in paths:
+        name = path.name
+        suffix = next((s for s in _SUFFIXES if name.endswith(s)), path.suffix)
+        pattern = f".{name[: len(name) - len(suffix)]}{PARTIAL_TAG}*{suffix}"
         if path.parent.is_dir():
-            for stale in path.parent.glob(f"{_TMP_PREFIX}*-{path.name}"):
-                with _suppress_os_error():
-                    stale.unlink()
+            for stale in path.parent.glob(pattern):
+                if is_partial(stale) and stale.is_file() and not stale.is_symlink():
+                    with _suppress_os_error():
+                        stale.unlink()
 
 
 def _hex(color) -> str:

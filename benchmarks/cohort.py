@@ -1,0 +1,139 @@
+"""Throughput of the BIDS App: N whole-head scans through `participant` (Dask LocalCluster) with
+1 and 2 workers, then `group`, in one run.
+
+    python benchmarks/cohort.py [--scans 8] [--workers 1 2] [--device cpu] --out docs/results/cohort_cpu.json
+
+The dataset is laid out in a temporary folder as sub-01 ... sub-N, each a symlink to one of the
+shared whole-brain T1s (../shared/data/wholebrain, or --data), cycling through them, so N can be
+larger than the number of scans. Each worker count writes into a fresh derivatives folder.
+
+Figures per worker count:
+- scans_per_minute: N / wall time of the participant stage, everything included (cluster start,
+  one model load per worker, reading, localization, segmentation, writing the derivatives and
+  figures); steady_scans_per_minute: the N-1 scans after the first over the time from the first
+  finished scan to the last (leaves out the cluster start and most of the model loading).
+- cpu_seconds_per_scan: user+system CPU of the worker process during each scan (getrusage in
+  the worker), median and mean; the first scan of each worker includes its model load.
+- peak_mb_per_worker: the worker process's resident high-water mark (ru_maxrss) at its last
+  scan, max over workers.
+- group_seconds: the group stage (volumes.tsv and report.html) for the N scans.
+The machine's load average at the start is recorded: on a shared machine the figures are
+lower bounds of what the CPUs can do.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "LUnetSegmentation"))
+
+from LUnetSegmentationLib import __version__, bids  # noqa: E402
+
+SCANS = [  # (folder, file) in the shared whole-brain data; .mgz left out (same scan as fs_norm/norm.nii.gz)
+    ("colin27", "ch2.nii.gz"), ("fs_norm", "norm.nii.gz"), ("chris_t1", "chris_t1.nii.gz"),
+    ("otsu_t1", "otsu.nii.gz"), ("brainchop_t1", "t1_crop.nii.gz"), ("niimath_t1", "T1.nii.gz"),
+    ("hippodeep_example", "example_brain_t1_oblique.nii.gz"), ("hippodeep_example", "example_brain_t1_1p75mm.nii.gz"),
+]
+
+
+def layout(root: Path, data: Path, count: int) -> list[str]:
+    root.mkdir(parents=True)
+    (root / "dataset_description.json").write_text(json.dumps({"Name": "cohort benchmark", "BIDSVersion": "1.9.0"}))
+    sources = [data / folder / name for folder, name in SCANS if (data / folder / name).is_file()]
+    if not sources:
+        sys.exit(f"no whole-brain scans under {data}")
+    used = []
+    for number in range(1, count + 1):
+        source = sources[(number - 1) % len(sources)]
+        anat = root / f"sub-{number:03d}" / "anat"
+        anat.mkdir(parents=True)
+        (anat / f"sub-{number:03d}_T1w.nii.gz").symlink_to(source)
+        used.append(str(source.relative_to(data)))
+    return used
+
+
+def measure(dataset: Path, out: Path, workers: int, device: str) -> dict:
+    arrivals = []
+
+    def echo(line):
+        arrivals.append(time.time())
+
+    started = time.time()
+    summary = bids.run_participant(dataset, out, workers=workers, device=device, echo=echo)
+    wall = time.time() - started
+    records = summary["records"]
+    ok = [r for r in records if r["status"] == "ok"]
+    finished = arrivals[1:-1]  # echo lines: the plan, one per scan, the summary
+    steady = (len(finished) - 1) / (finished[-1] - finished[0]) * 60 if len(finished) > 1 and finished[-1] > finished[0] else None
+    per_worker: dict[int, dict] = {}
+    for record in records:
+        if "pid" in record:
+            entry = per_worker.setdefault(record["pid"], {"scans": 0, "peak_mb": 0.0, "model_loads": 0})
+            entry["scans"] += 1
+            entry["peak_mb"] = max(entry["peak_mb"], record.get("peak_rss_mb") or 0.0)
+            entry["model_loads"] = max(entry["model_loads"], record.get("model_loads_in_process") or 0)
+    cpu = [r["cpu_seconds"] for r in ok]
+    group_started = time.time()
+    bids.run_group(dataset, out, echo=lambda *_: None)
+    return {
+        "workers": workers,
+        "scans": len(records),
+        "ok": len(ok),
+        "failed": [(r["relative"], r["error"]) for r in records if r["status"] != "ok"],
+        "wall_seconds": round(wall, 1),
+        "scans_per_minute": round(len(records) / wall * 60, 2),
+        "steady_scans_per_minute": None if steady is None else round(steady, 2),
+        "cpu_seconds_per_scan": {"median": round(statistics.median(cpu), 2), "mean": round(statistics.mean(cpu), 2)} if cpu else None,
+        "scan_seconds": {"median": round(statistics.median(r["seconds"] for r in ok), 2)} if ok else None,
+        "peak_mb_per_worker": round(max((w["peak_mb"] for w in per_worker.values()), default=0.0), 1),
+        "per_worker": {str(pid): w for pid, w in per_worker.items()},
+        "group_seconds": round(time.time() - group_started, 2),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("LUNET_DATA", REPO.parent / "shared" / "data")) / "wholebrain")
+    parser.add_argument("--scans", type=int, default=8, help="N: scans in the cohort (cycling through the shared ones)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "cohort_cpu.json")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="lunet-cohort-") as tmp:
+        dataset = Path(tmp) / "bids"
+        sources = layout(dataset, args.data, args.scans)
+        result = {
+            "what": "BIDS App participant stage (Dask LocalCluster, one single-threaded worker process per worker, one "
+                    "torch thread each) on N whole-head T1 scans, then the group stage; benchmarks/cohort.py",
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "version": __version__,
+            "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+                        "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
+            "device": args.device,
+            "model": {k: v for k, v in bids.model_identity().items() if k in ("id", "version", "sha256")},
+            "scans": args.scans,
+            "sources": sources,
+            "runs": [],
+        }
+        for workers in args.workers:
+            run = measure(dataset, Path(tmp) / f"out-{workers}", workers, args.device)
+            print(json.dumps({k: run[k] for k in ("workers", "ok", "scans_per_minute", "steady_scans_per_minute",
+                                                    "cpu_seconds_per_scan", "peak_mb_per_worker")}), flush=True)
+            result["runs"].append(run)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
