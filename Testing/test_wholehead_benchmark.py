@@ -194,11 +194,26 @@ def test_dice_per_side_from_the_seg_nrrd_table(fake_run):
     voxel = 1.5 * 1.5 * 2.0
     assert ours["volume_mm3"]["right"] == pytest.approx(32 * voxel) and ours["reference_mm3"]["left"] == pytest.approx(64 * voxel)
     assert [entry["side"] for entry in scan["ours"]["label_table"]] == ["left", "right"]
+    assert ours["protocol"] == peer["protocol"] == "FreeSurfer aparc+aseg"
     summary = report["summary"]
-    assert summary["ours"]["dice_scored_scans"] == 1
-    assert summary["ours"]["dice_per_side_mean"] == pytest.approx((1.0 + 2 * 32 / 96) / 2, abs=1e-4)
-    assert summary["peer"]["dice_per_side_mean"] == 1.0
+    assert summary["ours"]["dice_per_side_mean_by_protocol"] == {
+        "FreeSurfer aparc+aseg": {"mean": pytest.approx((1.0 + 2 * 32 / 96) / 2, abs=1e-4), "scans": 1}}
+    assert summary["peer"]["dice_per_side_mean_by_protocol"]["FreeSurfer aparc+aseg"]["mean"] == 1.0
     assert "| subj/t1.nii.gz" in stdout and "1.000/0.667" in stdout and report["table"][0].startswith("| scan")
+
+
+def test_volumes_for_every_scan_and_implausible_sides_flagged(fake_run):
+    stdout, report = fake_run
+    voxel = 1.5 * 1.5 * 2.0
+    for scan in report["scans"]:  # the scan without reference labels gets volumes too
+        assert scan["ours"]["score"]["volume_mm3"] == {"left": pytest.approx(64 * voxel), "right": pytest.approx(32 * voxel)}
+        assert scan["peer"]["score"]["volume_mm3"]["right"] == pytest.approx(64 * voxel)
+        assert scan["ours"]["score"]["implausible_sides"] == ["left", "right"]  # a tiny fake is no adult hippocampus
+    assert "dice" not in {s["scan"]: s for s in report["scans"]}["other/head.mgz"]["ours"]["score"]
+    assert report["summary"]["ours"]["implausible_volume_scans"] == ["other/head.mgz", "subj/t1.nii.gz"]
+    assert report["summary"]["ours"]["unscored_scans"] == []
+    assert "288/144!" in stdout
+    assert report["command"].startswith("PYTHONPATH=")
 
 
 def test_runs_without_timings_option_or_peer(fake_setup):
@@ -233,6 +248,14 @@ def test_seg_nrrd_table_and_timings_parsing(tmp_path):
     parsed = bench.parse_timings(tmp_path / "t.json", wallSeconds=5.0)
     assert parsed["stages"] == {"imports_s": 1.0, "model_load_s": 0.5, "read_s": 0.5, "network_s": 2.0}
     assert parsed["rest_s"] == pytest.approx(5.0 - 1.0 - 0.5 - 3.0)
+    (tmp_path / "cpu.json").write_text(json.dumps({"imports_s": 1.0, "imports_cpu_s": 0.9, "threads": 2, "cases": [
+        {"case": "a", "network_s": 2.0, "network_cpu_s": 3.5}, {"case": "b", "network_s": 1.0, "network_cpu_s": 1.5}]}))
+    parsed = bench.parse_timings(tmp_path / "cpu.json", wallSeconds=4.5)
+    assert parsed["stages"] == {"imports_s": 1.0, "network_s": 3.0}
+    assert parsed["cpu_stages"] == {"imports_cpu_s": 0.9, "network_cpu_s": 5.0} and parsed["info"] == {"threads": 2}
+    assert parsed["rest_s"] == pytest.approx(0.5)  # no total_s: the stage sums count
+    summary = bench.summarize_runs([{"rc": 0, "cpu_s": 1, "user_s": 1, "sys_s": 0, "wall_s": 4.5, "peak_mb": 9, "timings": parsed}])
+    assert summary["cpu_stages"]["network_cpu_s"] == 5.0 and summary["stages"]["rest_s"] == pytest.approx(0.5)
 
     assert bench.strip_suffix("norm.nii.gz") == "norm" and bench.strip_suffix("norm.mgz") == "norm"
     assert bench.peer_command("py run.py {scan} --in {dir}", Path("/x/y/norm.mgz")) == ["py", "run.py", "/x/y/norm.mgz", "--in", "/x/y"]

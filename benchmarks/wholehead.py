@@ -23,13 +23,14 @@ directory), {name} (file name), {stem} (name without .nii.gz/.nii/.mgz/.mgh). Ra
 ours / peer, per scan from the medians over `--repeat` runs. The machine is shared and noisy:
 compare the ratios measured in one run rather than absolute seconds across runs.
 
-Dice: where a scan has reference labels (`--reference SCAN=LABELS:LEFT:RIGHT`, or found beside
+Scores (first run of each scan; the outputs are deterministic): per-side volumes of ours and
+the peer on every scan, sides outside 2,000-6,000 mm3 (an adult hippocampus) flagged; and
+where a scan has reference labels (`--reference SCAN=LABELS:LEFT:RIGHT`, or found beside
 the scan: FreeSurfer `aparc*+aseg*` / `aseg*` with 17 left and 53 right hippocampus; AAL
 `aal.nii.gz` with 37/38, which draws the hippocampus coarsely), per-side Dice of our labelmap
 (the label values of each side read from the `.seg.nrrd`'s SegmentN_LabelValue/SegmentN_Name,
 so a model writing 1..4 or 1..2 both work) and of the peer's masks (`--peer-masks`, binarised
-at `--peer-threshold`) against it. Only the first run of each scan is scored (the outputs are
-deterministic).
+at `--peer-threshold`) against it, summarised per reference protocol.
 
 Default scans: every .nii.gz, .nii and .mgz under ../shared/data/wholebrain (or
 $LUNET_DATA/wholebrain) except label files (aal, aseg, aparc names). Nothing from the scans or
@@ -58,6 +59,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 LIB = REPO / "LUnetSegmentation"
 DATA = Path(os.environ.get("LUNET_DATA", REPO.parent / "shared" / "data")) / "wholebrain"
+SCRIPT_PATH = Path(__file__).resolve()
 DEFAULT_OUT = REPO / "docs" / "results" / "wholehead_cpu.json"
 SCAN_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh")
 LABEL_FILE = re.compile(r"(aal|aseg|aparc)", re.IGNORECASE)
@@ -69,6 +71,7 @@ REFERENCE_RULES = [
 ]
 HIPPODEEP_MASKS = "{stem}_mask_L.nii.gz,{stem}_mask_R.nii.gz"
 MB = 1024 * 1024
+PLAUSIBLE_MM3 = (2000.0, 6000.0)  # one adult hippocampus (issue 11): outside this, a side is flagged
 
 
 # ----------------------------------------------------------------------------- scans
@@ -205,12 +208,19 @@ def peer_command(template: str, scan: Path) -> list[str]:
     return [token.format(**fields) for token in shlex.split(template)]
 
 
+def _numbers(mapping: dict) -> dict:
+    return {k: float(v) for k, v in mapping.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 def parse_timings(path: Path, wallSeconds: float | None = None) -> dict | None:
     """Stage seconds from the CLI's timings JSON, tolerant of added or missing keys.
 
-    Returns {"stages": {name: seconds}, "cases": [...], "rest_s": ...} with imports_s and the
-    per-stage sums over cases (keys ending in _s, except total_s, in first-seen order); rest_s
-    is the process wall time not covered by imports and the cases' totals (or stage sums)."""
+    Returns {"stages": {name: seconds}, "cpu_stages": {...}, "cases": [...], "rest_s": ...}:
+    "stages" has the top-level keys ending in _s (imports_s) and the per-stage sums over the
+    cases (keys ending in _s except total_s), in first-seen order; keys ending in _cpu_s (CPU
+    time of a stage, if the CLI gives it) go to "cpu_stages" instead; other numbers to "info".
+    rest_s is the process wall time not covered by the top-level stages and the cases' totals
+    (or their stage sums)."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -221,19 +231,35 @@ def parse_timings(path: Path, wallSeconds: float | None = None) -> dict | None:
     if not isinstance(data, dict):
         return None
     stages: dict[str, float] = {}
-    for key, value in data.items():
-        if key != "cases" and isinstance(value, (int, float)) and not isinstance(value, bool):
-            stages[key] = float(value)
+    cpuStages: dict[str, float] = {}
+    info: dict[str, float] = {}
+    covered = 0.0
+
+    def add(key, value, wallTarget):
+        if key.endswith("_cpu_s"):
+            cpuStages[key] = cpuStages.get(key, 0.0) + value
+        elif key.endswith("_s"):
+            wallTarget[key] = wallTarget.get(key, 0.0) + value
+        else:
+            info[key] = value
+
+    for key, value in _numbers(data).items():
+        add(key, value, stages)
+    covered += sum(stages.values())
     cases = [c for c in data.get("cases") or [] if isinstance(c, dict)]
-    covered = sum(v for k, v in stages.items() if k.endswith("_s"))
     for case in cases:
-        caseStages = {k: float(v) for k, v in case.items()
-                      if k.endswith("_s") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        caseStages: dict[str, float] = {}
+        for key, value in _numbers(case).items():
+            add(key, value, caseStages)
+        total = caseStages.pop("total_s", None)
         for key, value in caseStages.items():
-            if key != "total_s":
-                stages[key] = stages.get(key, 0.0) + value
-        covered += caseStages.get("total_s", sum(v for k, v in caseStages.items() if k != "total_s"))
+            stages[key] = stages.get(key, 0.0) + value
+        covered += total if total is not None else sum(caseStages.values())
     result = {"stages": {k: round(v, 3) for k, v in stages.items()}, "cases": cases}
+    if cpuStages:
+        result["cpu_stages"] = {k: round(v, 3) for k, v in cpuStages.items()}
+    if info:
+        result["info"] = info
     if wallSeconds is not None:
         result["rest_s"] = round(wallSeconds - covered, 3)
     return result
@@ -296,25 +322,29 @@ def dice(a, b) -> float | None:
     return None if total == 0 else round(2.0 * int((a & b).sum()) / total, 4)
 
 
-def score_masks(masks: dict, affine, reference: dict) -> dict:
-    """Per-side Dice and volumes of {"left": bool array, "right": ...} against reference labels."""
+def score_masks(masks: dict, affine, reference: dict | None) -> dict:
+    """Per-side volumes of {"left": bool array, "right": ...}, plausibility, and with reference
+    labels the per-side Dice against them."""
     import numpy as np
 
+    voxel = float(abs(np.linalg.det(np.asarray(affine)[:3, :3])))
+    result = {"volume_mm3": {side: round(float(masks[side].sum()) * voxel, 1) for side in ("left", "right") if side in masks}}
+    low, high = PLAUSIBLE_MM3
+    result["implausible_sides"] = [side for side in ("left", "right")
+                                   if not low <= result["volume_mm3"].get(side, 0.0) <= high]
+    if not reference:
+        return result
     refData, refAffine, _ = _load(Path(reference["path"]))
     anyMask = next(iter(masks.values()))
     ref = resample_nearest(np.asarray(refData), refAffine, anyMask.shape, affine)
-    voxel = float(abs(np.linalg.det(np.asarray(affine)[:3, :3])))
-    result = {"dice": {}, "volume_mm3": {}, "reference_mm3": {}}
+    result["dice"], result["reference_mm3"] = {}, {}
     for side in ("left", "right"):
         truth = ref == reference[side]
         result["reference_mm3"][side] = round(float(truth.sum()) * voxel, 1)
-        if side not in masks:
-            result["dice"][side] = None
-            continue
-        result["dice"][side] = dice(masks[side], truth)
-        result["volume_mm3"][side] = round(float(masks[side].sum()) * voxel, 1)
+        result["dice"][side] = dice(masks[side], truth) if side in masks else None
     values = [v for v in result["dice"].values() if v is not None]
     result["dice"]["mean"] = round(sum(values) / len(values), 4) if len(values) == 2 else None
+    result["protocol"] = reference.get("protocol")
     return result
 
 
@@ -381,6 +411,19 @@ def summarize_runs(runs: list[dict]) -> dict:
             stages[key] = round(statistics.median(values), 3)
     if stages:
         summary["stages"] = stages
+    cpuNames = []
+    for run in runs:
+        for key in (run.get("timings") or {}).get("cpu_stages", {}):
+            if key not in cpuNames:
+                cpuNames.append(key)
+    cpuStages = {}
+    for key in cpuNames:
+        values = [(run.get("timings") or {}).get("cpu_stages", {}).get(key) for run in runs if run.get("rc") == 0]
+        values = [v for v in values if v is not None]
+        if values:
+            cpuStages[key] = round(statistics.median(values), 3)
+    if cpuStages:
+        summary["cpu_stages"] = cpuStages
     return summary
 
 
@@ -394,10 +437,10 @@ def short_stage(name: str) -> str:
 
 
 def format_table(scans: list[dict], withPeer: bool) -> str:
-    header = ["scan", "voxel mm", "CPU-s", "wall-s", "peak MB", "stages (s, medians)"]
+    header = ["scan", "voxel mm", "CPU-s", "wall-s", "peak MB", "stages (wall s, medians)"]
     if withPeer:
         header += ["peer CPU-s", "peer wall-s", "peer MB", "CPU ours/peer", "wall ours/peer"]
-    header += ["Dice L/R ours"] + (["Dice L/R peer"] if withPeer else [])
+    header += ["mm3 L/R ours", "Dice L/R ours"] + (["mm3 L/R peer", "Dice L/R peer"] if withPeer else [])
     rows = [header]
     fmt = lambda v, d=1: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
 
@@ -406,22 +449,34 @@ def format_table(scans: list[dict], withPeer: bool) -> str:
             return "-"
         return f"{fmt(score['dice'].get('left'), 3)}/{fmt(score['dice'].get('right'), 3)}"
 
+    def volume_text(score):
+        if not score or not score.get("volume_mm3"):
+            return (score or {}).get("error", "-")[:30] if score else "-"
+        volumes = score["volume_mm3"]
+        return f"{fmt(volumes.get('left'), 0)}/{fmt(volumes.get('right'), 0)}" + ("!" if score.get("implausible_sides") else "")
+
     for scan in scans:
         ours = scan["ours"]["median"]
         stages = " ".join(f"{short_stage(k)} {v:.1f}" for k, v in (ours.get("stages") or {}).items()) or "-"
+        if ours.get("cpu_stages"):
+            stages += " | CPU " + " ".join(f"{short_stage(k[:-len('_cpu_s')] + '_s')} {v:.1f}"
+                                           for k, v in ours["cpu_stages"].items())
         voxel = "x".join(f"{v:g}" for v in scan.get("voxel_mm") or []) or "?"
         row = [scan["scan"], voxel, fmt(ours["cpu_s"]), fmt(ours["wall_s"]), fmt(ours["peak_mb"], 0), stages]
         if withPeer:
             peer = scan["peer"]["median"]
             row += [fmt(peer["cpu_s"]), fmt(peer["wall_s"]), fmt(peer["peak_mb"], 0),
                     fmt(scan["ratio"]["cpu"], 2), fmt(scan["ratio"]["wall"], 2)]
-        row += [dice_text(scan["ours"].get("score"))]
+        row += [volume_text(scan["ours"].get("score")), dice_text(scan["ours"].get("score"))]
         if withPeer:
-            row += [dice_text(scan["peer"].get("score"))]
+            row += [volume_text(scan["peer"].get("score")), dice_text(scan["peer"].get("score"))]
         rows.append(row)
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
     lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |" for row in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    low, high = PLAUSIBLE_MM3
+    lines.append(f"(mm3 ... !: a side outside {low:.0f}-{high:.0f} mm3; Dice against each scan's reference labels, "
+                 "see 'reference' and 'protocol' in the JSON)")
     return "\n".join(lines)
 
 
@@ -439,9 +494,16 @@ def overall_summary(scans: list[dict], withPeer: bool) -> dict:
         block = {key: med([s[who]["median"][key] for s in scans]) for key in ("cpu_s", "wall_s", "peak_mb")}
         block["max_peak_mb"] = max((s[who]["median"]["peak_mb"] or 0 for s in scans), default=None)
         block["failed_runs"] = sum(len(s[who]["runs"]) - s[who]["median"]["ok_runs"] for s in scans)
-        sided = [s[who]["score"]["dice"] for s in scans if (s[who].get("score") or {}).get("dice")]
-        block["dice_per_side_mean"] = mean([d.get(side) for d in sided for side in ("left", "right")])
-        block["dice_scored_scans"] = len(sided)
+        byProtocol = {}
+        for scan in scans:
+            score = scan[who].get("score") or {}
+            if score.get("dice"):
+                byProtocol.setdefault(score.get("protocol") or "?", []).append(score["dice"])
+        block["dice_per_side_mean_by_protocol"] = {
+            protocol: {"mean": mean([d.get(side) for d in dices for side in ("left", "right")]), "scans": len(dices)}
+            for protocol, dices in byProtocol.items()}
+        block["implausible_volume_scans"] = [s["scan"] for s in scans if (s[who].get("score") or {}).get("implausible_sides")]
+        block["unscored_scans"] = [s["scan"] for s in scans if "volume_mm3" not in (s[who].get("score") or {})]
         summary[who] = block
     big = [s for s in scans if s.get("shape") and min(s["shape"]) >= 256]
     if big:
@@ -585,7 +647,7 @@ def main(argv=None) -> int:
                         run = run_measured(command, cwd=str(runDir), env=env, timeout=args.timeout, log_prefix=str(runDir / "log"))
                         if timingsPath is not None:
                             run["timings"] = parse_timings(timingsPath, run["wall_s"])
-                        if repeat == 0 and run["rc"] == 0 and reference:
+                        if repeat == 0 and run["rc"] == 0:
                             masks, affine, table, problem = ours_masks(runDir / "out")
                             entry["ours"]["label_table"] = table
                             entry["ours"]["score"] = ({"error": problem} if problem else
@@ -596,7 +658,7 @@ def main(argv=None) -> int:
                         os.chmod(copy, 0o644)
                         command = peer_command(args.peer_cmd, copy)
                         run = run_measured(command, cwd=str(runDir), timeout=args.timeout, log_prefix=str(runDir / "log"))
-                        if repeat == 0 and run["rc"] == 0 and reference:
+                        if repeat == 0 and run["rc"] == 0:
                             masks, affine, problem = peer_masks(runDir, scan.name, args.peer_masks, args.peer_threshold)
                             entry["peer"]["score"] = ({"error": problem} if problem else
                                                       score_masks(masks, affine, reference))
@@ -631,8 +693,8 @@ def main(argv=None) -> int:
     report = {
         "benchmark": "wholehead",
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]) if argv is None else
-                   " ".join(shlex.quote(a) for a in ["benchmarks/wholehead.py", *argv]),
+        "command": f"PYTHONPATH={shlex.quote(str(lib))} " + " ".join(
+            shlex.quote(a) for a in ([sys.executable, *sys.argv] if argv is None else [sys.executable, str(SCRIPT_PATH), *argv])),
         "machine": {k: v for k, v in machine_info().items() if v is not None},
         "ours": {"command": " ".join(ours_command(python, Path("SCAN"), Path("TMP/out"),
                                                   Path("TMP/timings.json") if hasTimings else None)),
@@ -649,8 +711,13 @@ def main(argv=None) -> int:
             "cpu_s": "user + sys seconds of the whole process and its waited-for children (os.wait4)",
             "wall_s": "wall seconds from start to exit of the process",
             "peak_mb": "peak resident memory of the process (ru_maxrss), MiB",
-            "stages": "from the CLI's --timings file when it has that option; rest_s = wall not covered by them",
-            "dice": "per side against the reference labels; ours from the labelmap with side values from the .seg.nrrd table; peer masks >= threshold",
+            "stages": "wall seconds from the CLI's --timings file when it has that option (on a loaded machine they include "
+                      "waiting for a core, so they add up to more than cpu_s); rest_s = process wall not covered by them; "
+                      "cpu_stages: the file's *_cpu_s keys, if any",
+            "score": "first run of each scan: per-side volumes (ours: labelmap voxels whose value the .seg.nrrd names Left/Right; "
+                     "peer: mask voxels >= threshold), sides outside the plausible adult range flagged, and with reference labels "
+                     "per-side Dice against them (reference resampled nearest-neighbour onto the output grid when grids differ)",
+            "plausible_mm3": list(PLAUSIBLE_MM3),
         },
         "summary": summary,
         "table": table.splitlines(),
