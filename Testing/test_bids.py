@@ -412,3 +412,21 @@ def test_killed_run_resumes_each_scan_once(tmp_path, wholebrain_dir):
     second = {p: json.loads(p.read_text())["LUnet"]["RunId"] for p in out.rglob("*_dseg.json")}
     assert len(set(second.values())) == 2 and len(second) == SCANS
     assert not [p for p in out.rglob(".*") if is_partial(p)]
+
+
+# ----------------------------------------------------------------------------- an existing cluster
+
+
+@pytest.mark.slow
+def test_existing_cluster_through_scheduler_address(dataset, tmp_path):
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        result = run_app(dataset, tmp_path / "out", "participant", "--participant-label", "01",
+                         "--scheduler", cluster.scheduler_address)
+        assert len(cluster.workers) == 1  # the app used the cluster and left it running
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 segmented, 0 failed" in result.stdout
+    unreachable = run_app(dataset, tmp_path / "out", "participant", "--scheduler", "tcp://127.0.0.1:9")
+    assert unreachable.returncode == 2 and "Cannot reach the Dask scheduler" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr

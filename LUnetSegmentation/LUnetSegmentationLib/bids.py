@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import re
-import resource
 import socket
 import sys
 import time
@@ -351,7 +350,7 @@ def process_scan(task: dict) -> dict:
     written to logs/). Runs in a Dask worker: the model comes from the worker's cache."""
     from . import cohort
 
-    started, usage = time.time(), resource.getrusage(resource.RUSAGE_SELF)
+    started, usage = time.time(), _usage()
     scan = Scan(Path(task["path"]), task["relative"], task["subject"], task["session"], task["stem"])
     out_dir = Path(task["out_dir"])
     paths = scan.outputs(out_dir)
@@ -368,14 +367,26 @@ def process_scan(task: dict) -> dict:
     except Exception as error:  # one bad scan: recorded, the others go on
         record["error"] = _message(error)
     finally:
-        after = resource.getrusage(resource.RUSAGE_SELF)
+        after = _usage()
         record["seconds"] = round(time.time() - started, 3)
-        record["cpu_seconds"] = round(after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime, 3)
-        record["peak_rss_mb"] = round(after.ru_maxrss / 1024, 1)  # Linux: KiB
+        record["cpu_seconds"] = round(after[0] - usage[0], 3)
+        record["peak_rss_mb"] = after[1]
         record["model_loads_in_process"] = cohort.model_loads
     if record["status"] == "error":
         write_error(scan, out_dir, record)
     return record
+
+
+def _usage() -> tuple[float, float | None]:
+    """CPU seconds (user + system) of this process so far, and its peak resident MB (None where
+    the platform does not say: `resource` is Unix-only)."""
+    try:
+        import resource
+    except ImportError:
+        return time.process_time(), None
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return usage.ru_utime + usage.ru_stime, round(usage.ru_maxrss / scale, 1)
 
 
 def _message(error: BaseException) -> str:

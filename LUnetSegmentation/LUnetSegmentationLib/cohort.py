@@ -72,16 +72,17 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, thread
         raise InputError(
             "The BIDS App needs Dask: pip install 'dask[distributed]' (pinned in requirements.txt)."
         ) from error
-    # Dask logs every worker start, restart and shutdown at INFO/WARNING (with tracebacks when a
-    # worker dies); the caller reports per scan instead. --verbose (root at INFO) keeps them.
-    if not logging.getLogger().isEnabledFor(logging.INFO):
-        for name in ("distributed", "dask"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+    # Dask logs every worker start, restart and shutdown, and when a worker dies, the others and
+    # the scheduler log the broken connections with tracebacks (at ERROR). The caller reports
+    # each scan instead, so Dask's own logs are kept only with --verbose (root logger at INFO).
+    quiet = logging.INFO if logging.getLogger().isEnabledFor(logging.INFO) else logging.CRITICAL
+    for name in ("distributed", "dask"):
+        logging.getLogger(name).setLevel(quiet)
     if scheduler:
         from .preprocess import InputError
 
         try:
-            client = Client(scheduler, timeout="30s")
+            client = Client(scheduler, timeout="15s")
         except (OSError, TimeoutError) as error:
             raise InputError(f"Cannot reach the Dask scheduler at {scheduler} ({error}). Is it running?") from error
         try:
@@ -91,7 +92,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, thread
         return
     cluster = LocalCluster(
         n_workers=workers or default_workers(), threads_per_worker=threads_per_worker, processes=True,
-        dashboard_address=None, silence_logs=logging.ERROR,
+        dashboard_address=None, silence_logs=quiet,
     )
     client = Client(cluster)
     try:

@@ -9,14 +9,15 @@ the network (it opens offline, from a file:// URL, or in a browser with no inter
 figures are PNG files of the derivatives dataset referenced by relative path (lazy-loaded), so a
 report of thousands of scans stays small and opens fast.
 
-Flags (a scan can have several; the sum of their weights orders the page, worst first):
+Flags (a scan can have several). The page lists failed scans first, then those not processed,
+then the others by the sum of their flags' weights, worst first:
   failed            the scan could not be segmented (error shown)            weight 100
   not processed     no result and no error (participant stage not run yet)   weight 90
   empty segment     a segment has no voxels                                   weight 50
   weak localization template correlation below WEAK_CORRELATION             weight 30
-  volume outlier    robust z-score of a side's (or the total) volume > Z_MAX  weight 20 + |z|
+  volume outlier    robust z-score of a side's (or the total) volume > Z_MAX  weight 20 + min(|z|, 10)
   asymmetry         |left - right| / mean(left, right) > MAX_ASYMMETRY        weight 20
-  uncertain         robust z-score of the mean softmax entropy > Z_MAX       weight 20
+  uncertain         robust z-score of the mean softmax entropy > Z_MAX       weight 20 + min(z, 10)
                     (only when the segmentation reports `details["mean_entropy"]`)
 """
 from __future__ import annotations
@@ -156,10 +157,10 @@ def assess(rows: list[dict]) -> list[dict]:
             for row, z in zip(ok, _robust_z([row.get(key) for row in ok])):
                 row.setdefault("z", {})[key] = z
                 if z is not None and abs(z) > Z_MAX:
-                    row["flags"].append((f"volume outlier: {label} z = {z:+.1f}", 20 + abs(z)))
+                    row["flags"].append((f"volume outlier: {label} z = {z:+.1f}", 20 + min(abs(z), 10)))
         for row, z in zip(ok, _robust_z([row.get("mean_entropy") for row in ok])):
             if z is not None and z > Z_MAX:
-                row["flags"].append((f"uncertain: mean entropy z = {z:+.1f}", 20 + z))
+                row["flags"].append((f"uncertain: mean entropy z = {z:+.1f}", 20 + min(z, 10)))
     for row in rows:
         if row["status"] == "error":
             row["flags"].insert(0, (f"failed: {row.get('error') or 'unknown error'}", 100))
@@ -176,7 +177,8 @@ def assess(rows: list[dict]) -> list[dict]:
             if asymmetry is not None and abs(asymmetry) > MAX_ASYMMETRY:
                 row["flags"].append((f"asymmetry: {asymmetry:+.0%} (left - right)", 20))
         row["score"] = sum(weight for _, weight in row["flags"])
-    return sorted(rows, key=lambda row: (-row["score"], row["scan"]))
+    tier = {"error": 0, "missing": 1}  # failed, then not processed, always before any segmented scan
+    return sorted(rows, key=lambda row: (tier.get(row["status"], 2), -row["score"], row["scan"]))
 
 
 # ----------------------------------------------------------------------------- charts (inline SVG)
