@@ -100,6 +100,45 @@ def measure(dataset: Path, out: Path, workers: int, device: str) -> dict:
     }
 
 
+def stages(data: Path, count: int, device: str) -> dict:
+    """CPU seconds per stage of one whole-head scan, in this process with one torch thread:
+    what would stay on the CPU if the network ran batched on a GPU (read, localize, write)."""
+    import tempfile as _tempfile
+
+    import torch
+
+    from LUnetSegmentationLib import report
+    from LUnetSegmentationLib.localize import BOX_MM, localize
+    from LUnetSegmentationLib.pipeline import get_segmenter, label_image
+    from LUnetSegmentationLib.volumeio import readImage, writeLabelmap
+
+    torch.set_num_threads(1)
+    loaded = get_segmenter(None, device)
+    rows = []
+    sources = [data / folder / name for folder, name in SCANS if (data / folder / name).is_file()][:count]
+    with _tempfile.TemporaryDirectory() as tmp:
+        for source in sources:
+            clock = time.process_time()
+            image = readImage(source)
+            read = time.process_time() - clock
+            clock = time.process_time()
+            localize(image, BOX_MM)
+            localization = time.process_time() - clock
+            clock = time.process_time()
+            result = label_image(image, loaded=loaded)  # localizes again, then the two crops through the network
+            total = time.process_time() - clock
+            clock = time.process_time()
+            writeLabelmap(result.labels, Path(tmp) / "labels.nii.gz")
+            rgb, _ = report.overlay_figure(image, result.labels, result.specs)
+            report.write_png(rgb, Path(tmp) / "figure.png")
+            write = time.process_time() - clock
+            rows.append({"scan": str(source.relative_to(data)), "read_s": round(read, 2), "localize_s": round(localization, 2),
+                         "network_and_resampling_s": round(total - localization, 2), "write_and_figure_s": round(write, 2)})
+    means = {key: round(statistics.mean(r[key] for r in rows), 2) for key in rows[0] if key != "scan"}
+    return {"what": "CPU seconds per stage, one torch thread, in one process (benchmarks/cohort.py --stages)",
+            "device": device, "scans": rows, "mean": means}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("LUNET_DATA", REPO.parent / "shared" / "data")) / "wholebrain")
@@ -107,7 +146,15 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "cohort_cpu.json")
+    parser.add_argument("--stages", type=int, default=0, metavar="N",
+                        help="instead: CPU seconds per stage (read, localize, network, write) on N scans")
     args = parser.parse_args(argv)
+    if args.stages:
+        result = stages(args.data, args.stages, args.device)
+        result["machine"] = {"cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result["mean"]))
+        return 0
     with tempfile.TemporaryDirectory(prefix="lunet-cohort-") as tmp:
         dataset = Path(tmp) / "bids"
         sources = layout(dataset, args.data, args.scans)
