@@ -285,6 +285,18 @@ def test_rerun_skips_complete_and_redoes_partial(processed, dataset):
     assert bids.scan_complete(bids.find_scans(dataset, ["01"], ["2"])[0], out, bids.model_identity()["sha256"])
     assert not stale.exists() and neighbour.exists()  # only the redone scan's own leftovers are removed
     neighbour.unlink()
+    # A T1w replaced under the same name (another size and time) is redone too.
+    source = dataset / "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz"
+    target = os.readlink(source)
+    source.unlink()
+    source.symlink_to(target.replace("hippocampus_001", "hippocampus_004"))
+    try:
+        third = run_app(dataset, out, "participant", "--workers", "1")
+        assert "2 already complete, 2 to segment" in third.stdout, third.stdout  # the replaced one and the failed one
+        assert "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz: ok" in third.stdout
+    finally:
+        source.unlink()
+        source.symlink_to(target)
 
 
 @pytest.mark.slow

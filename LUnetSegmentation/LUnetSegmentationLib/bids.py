@@ -16,9 +16,26 @@ and `OUT_DIR/report.html` (report.py).
 
 Resumable: every file is written under a temporary name and renamed into place; the JSON
 sidecar is written last and records the SHA-256 of the other files, so a scan is complete
-exactly when its sidecar names the current model and its files match their checksums. A re-run
-skips complete scans and redoes every other one (partial, failed, or made by another model).
-A scan that fails is recorded in logs/ with its error and the others go on.
+exactly when its sidecar names the current model, its source T1w has the size and time it had,
+and its files match their checksums. A re-run skips complete scans and redoes every other one
+(partial, failed, replaced, or made by another model). A scan that fails is recorded in logs/
+with its error and the others go on; a worker that dies mid-scan makes Dask give the scan to
+another worker.
+
+On a cluster (the workers need this package and must see BIDS_DIR and OUT_DIR under the same
+paths), e.g. SLURM through dask-jobqueue, started on the login node:
+
+    from dask_jobqueue import SLURMCluster
+    cluster = SLURMCluster(cores=1, processes=1, memory="3GB", walltime="02:00:00",
+                           job_script_prologue=["source /path/to/LUnetSegmentation/.venv/bin/activate"])
+    cluster.scale(jobs=20)
+    print(cluster.scheduler_address)          # tcp://10.1.2.3:36811
+
+    python -m LUnetSegmentationLib bids /shared/ds /shared/ds/derivatives/lunet participant \
+        --scheduler tcp://10.1.2.3:36811
+
+(PBSCluster likewise; Kubernetes through dask-kubernetes' KubeCluster; or `dask scheduler` and
+`dask worker tcp://HOST:8786 --nthreads 1` by hand.)
 
 The BIDS layout rules needed here are implemented directly (sub-<label>/[ses-<label>/]anat/
 sub-<label>[_ses-<label>][_acq-][_ce-][_rec-][_run-]..._T1w.nii[.gz]) rather than through
@@ -312,6 +329,8 @@ def scan_complete(scan: Scan, out_dir: Path, model_sha: str) -> dict | None:
         sidecar = json.loads(paths["sidecar"].read_text())
         if sidecar["LUnet"]["Model"]["WeightsSHA256"] != model_sha:
             return None
+        if sidecar["LUnet"]["Source"] != _source_state(scan.path):
+            return None  # the T1w was replaced since
         for key, expected in sidecar["LUnet"]["Checksums"].items():
             path = paths[key]
             if path.is_symlink() or _sha256(path) != expected:
@@ -319,6 +338,13 @@ def scan_complete(scan: Scan, out_dir: Path, model_sha: str) -> dict | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return sidecar
+
+
+def _source_state(path: Path) -> dict:
+    """Size and modification time of a source image: a re-run redoes a scan whose T1w changed
+    (cheap: no read of the image; a copy that does not keep times is redone too)."""
+    info = os.stat(path)
+    return {"Size": info.st_size, "MtimeNs": info.st_mtime_ns}
 
 
 def _qc(result) -> dict:
@@ -414,6 +440,7 @@ def _segment_and_write(scan: Scan, task: dict, paths: dict) -> dict:
     from .volumeio import readImage, writeLabelmap
 
     out_dir = Path(task["out_dir"])
+    source = _source_state(scan.path)
     image = readImage(scan.path)
     checkVoxels(image, scan.scan_id)
     loaded = cohort.worker_model(task["model"], task["device"], task.get("threads"))
@@ -450,6 +477,7 @@ def _segment_and_write(scan: Scan, task: dict, paths: dict) -> dict:
             "Completed": _now(),
             "Host": socket.gethostname(),
             "RunId": task.get("run_id"),
+            "Source": source,
             "Checksums": {key: _sha256(paths[key]) for key in ("dseg", "tsv", "figure")},
         },
     }
