@@ -283,6 +283,10 @@ class LUnetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             lines.append(_("Structures: {structures}").format(structures=", ".join(data["structures"])))
         if data.get("modality"):
             lines.append(_("Modality: {modality}").format(modality=data["modality"]))
+        if data.get("protocol"):
+            lines.append(_("Protocol: {protocol}").format(protocol=data["protocol"]))
+        if data.get("contrasts"):
+            lines.append(_("Trained for: {contrasts}").format(contrasts=", ".join(data["contrasts"])))
         if data.get("input"):
             lines.append(_("Input: {input}").format(input=data["input"]))
         if data.get("license"):

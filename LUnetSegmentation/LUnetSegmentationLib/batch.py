@@ -77,13 +77,25 @@ def _planned_outputs(inputPaths, outputDir: Path, labelmap: bool) -> list[tuple[
 
 
 def _header_fields(path: Path) -> dict[str, str]:
-    """The metadata of an image file's header (no voxels read); {} when unreadable."""
+    """The metadata of an output file's header, read without its voxels and even when the file
+    is truncated (a damaged output of ours must still be recognised as ours): NRRD key/value
+    lines, or a NIfTI header's description; {} when unreadable."""
+    import gzip
+
     try:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.ReadImageInformation()
-        return {key: reader.GetMetaData(key) for key in reader.GetMetaDataKeys()}
-    except Exception:  # noqa: BLE001 - any damage means "not ours to reuse"
+        if path.name.lower().endswith(".nrrd"):
+            with open(path, "rb") as handle:
+                head = handle.read(1 << 16)
+            text = head.split(b"\n\n", 1)[0].decode("latin-1")
+            return dict(line.split(":=", 1) for line in text.splitlines() if ":=" in line)
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        with opener(path, "rb") as handle:
+            header = handle.read(348)
+        if len(header) < 348:
+            return {}
+        description = header[148:228].split(b"\0", 1)[0].decode("latin-1")  # NIfTI-1 'descrip'
+        return {"ITK_FileNotes": description}
+    except (OSError, EOFError, ValueError):
         return {}
 
 
@@ -141,10 +153,17 @@ def _check_existing(plans, summaryPath: Path, input_shas: dict, weights_sha: str
         if _reusable(plan, input_shas[case], weights_sha):
             skip.add(case)
             continue
+        # The case is redone: its files may go only if they are ours and either damaged (an
+        # earlier run's leftovers) or made from this very input by this very model.
+        note = _labelmap_note(weights_sha, input_shas[case])
         for path in present:
             fields = _header_fields(path) if not path.is_symlink() else {}
-            ours = bool(_provenance(fields)) or fields.get("ITK_FileNotes", "").startswith("LUnet w")
-            if ours and not is_complete_output(path):
+            provenance = _provenance(fields)
+            file_note = fields.get("ITK_FileNotes", "")
+            ours = bool(provenance) or file_note.startswith("LUnet w")
+            same_run = (provenance.get("WeightsSHA256") == weights_sha and provenance.get("InputSHA256") == input_shas[case]) \
+                or file_note == note
+            if ours and (same_run or not is_complete_output(path)):
                 damaged.append(path)
             else:
                 foreign.append(path)
@@ -157,7 +176,7 @@ def _check_existing(plans, summaryPath: Path, input_shas: dict, weights_sha: str
             "command on the same input and model. Choose a new output folder or remove them."
         )
     for path in damaged:
-        log.warning("Removing the damaged output %s of an earlier run; it is made again.", path)
+        log.warning("Removing the incomplete or orphaned output %s of an earlier run; it is made again.", path)
         path.unlink()
     return skip
 
@@ -227,7 +246,7 @@ def segment_files(inputPaths, outputDir, model=None, device="auto", labelmap=Fal
     """See the module docstring; returns one dict per case ("status": "ok", "error" or
     "interrupted"; stage timings in "read_s", "localize_s", "network_s", "write_s")."""
     from .outputs import check_output_dir, write_atomic
-    from .pipeline import get_segmenter, label_image
+    from . import pipeline
     from .resample import index_box_for_ras_box
     from .segfile import write_segmentation
     from .volumeio import readImage
@@ -242,9 +261,9 @@ def segment_files(inputPaths, outputDir, model=None, device="auto", labelmap=Fal
     outputDir = Path(outputDir)
     plans = _planned_outputs(inputPaths, outputDir, labelmap)
     summaryPath = outputDir / SUMMARY_NAME
-    loaded = get_segmenter(model, device)  # once for the whole batch; fails early on bad weights
+    check_output_dir(outputDir)  # before the model loads: a bad folder fails in a second
+    loaded = pipeline.get_segmenter(model, device)  # once for the whole batch; fails early on bad weights
     card = loaded.segmenter.card
-    check_output_dir(outputDir)
     input_shas = {case: file_sha256(path) for path, case, _, _ in plans}
     skip = _check_existing(plans, summaryPath, input_shas, card.weights_sha256)
     volumeColumns = summary_columns(card)
@@ -266,7 +285,7 @@ def segment_files(inputPaths, outputDir, model=None, device="auto", labelmap=Fal
                 image = readImage(inputPath)
                 row["read_s"] = round(time.time() - started, 3)
                 indexBox = index_box_for_ras_box(image, *roi) if roi is not None else None
-                result = label_image(image, index_box=indexBox, loaded=loaded, name=case)
+                result = pipeline.label_image(image, index_box=indexBox, loaded=loaded, name=case)
                 row.update({k: v for k, v in result.details.get("timings", {}).items()})
                 written = time.time()
                 provenance = {

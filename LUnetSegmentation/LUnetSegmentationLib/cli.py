@@ -131,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="full details of errors")
     evaluate.set_defaults(run=_evaluate)
 
+    from .evaluate_wholehead import add_parser as add_evaluate_wholehead
+
+    add_evaluate_wholehead(commands)
+
     segment = commands.add_parser("segment", help="segment MRI files (NIfTI, NRRD, .mgz) into DIR/<case>.seg.nrrd")
     segment.add_argument("inputs", nargs="+", help="input volumes")
     segment.add_argument("--out", required=True, help="output folder")

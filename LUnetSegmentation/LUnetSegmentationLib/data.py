@@ -48,8 +48,12 @@ class Case:
 
 
 def md5sum(path: Path) -> str:
+    # A chunk loop, not hashlib.file_digest (Python 3.11+; Slicer 5.8 has 3.9).
+    digest = hashlib.md5()
     with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "md5").hexdigest()
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _strip_suffix(name: str) -> str | None:

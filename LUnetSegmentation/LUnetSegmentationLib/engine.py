@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .checks import MIN_VOXELS_PER_AXIS, check_geometry
+from .memory import available_memory_bytes
 from .preprocess import InputError, PreprocessingConfig, normalize_intensity
 from .resample import physical_corners, probabilities_to_input_grid, to_model_grid
 from .weights import ModelCard, find_model
@@ -31,6 +32,7 @@ class SegmentationResult:
     device: str
     seconds: float
     notes: list[str] = field(default_factory=list)
+    confidence: dict = field(default_factory=dict)  # segment_confidence() on the model grid
 
     def volumes_mm3(self) -> dict[int, float]:
         """Volume of each model label (mm3), measured on the input grid."""
@@ -70,19 +72,20 @@ def choose_device(device: str = "auto") -> str:
     raise InputError(f"Unknown device {device!r}: use 'auto', 'cuda' (GPU) or 'cpu'.")
 
 
-def available_memory_bytes() -> int:
-    """Memory the OS can give us now: Linux MemAvailable (free plus reclaimable page cache)."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
+def segment_confidence(labels: np.ndarray, probabilities: np.ndarray) -> dict:
+    """How sure the network is of one side's segment: the mean foreground probability inside
+    it and the mean normalised entropy there (0 certain, 1 uniform). Used by the presence
+    check and the cohort report's uncertainty flag."""
+    inside = labels > 0
+    if not inside.any():
+        return {"voxels": 0, "mean_probability": 0.0, "mean_entropy": 1.0}
+    probs = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-7, 1.0)
+    entropy = -(probs * np.log(probs)).sum(axis=0) / np.log(probs.shape[0])
+    return {
+        "voxels": int(inside.sum()),
+        "mean_probability": round(float(1.0 - probs[0][inside].mean()), 4),
+        "mean_entropy": round(float(entropy[inside].mean()), 4),
+    }
 
 
 class Segmenter:
@@ -96,7 +99,8 @@ class Segmenter:
         self.backend = load_backend(self.card, self.device, verify=verify)
         self.preprocessing = PreprocessingConfig.from_dict(self.card.data["preprocessing"])
         inference = self.card.data.get("inference", {})
-        self.mirror = inference.get("mirror", True) if mirror is None else mirror
+        # Test-time passes: the card's "passes" (1 = none, 8 = every flip) or its older "mirror" flag.
+        self.mirror = inference.get("passes", inference.get("mirror", True)) if mirror is None else mirror
         self.tile_size = int(inference.get("tile_size", 96))
 
     def estimate_bytes(self, model_grid_shape) -> int:
@@ -152,11 +156,12 @@ class Segmenter:
         model_grid = to_model_grid(image, self.preprocessing, index_box)
         volume = normalize_intensity(sitk.GetArrayFromImage(model_grid), self.preprocessing)
         probabilities, device, notes = self._predict(volume[None], progress, cancelled)
+        confidence = segment_confidence(probabilities[0].argmax(axis=0), probabilities[0])
         reference = sitk.Image(image.GetSize(), sitk.sitkUInt8)
         reference.CopyInformation(image)
         labels = sitk.GetImageFromArray(probabilities_to_input_grid(probabilities[0], model_grid, reference))
         labels.CopyInformation(image)
-        return SegmentationResult(labels, self.card, device, time.time() - started, notes)
+        return SegmentationResult(labels, self.card, device, time.time() - started, notes, confidence)
 
     def segment_crops(self, crops: list, progress=None, cancelled=None) -> tuple[list[np.ndarray], np.ndarray, str, list[str]]:
         """Labels (uint8 arrays on each crop's own grid) for crops already on the model's grid

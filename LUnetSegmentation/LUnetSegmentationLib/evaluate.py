@@ -19,6 +19,13 @@ import SimpleITK as sitk
 from .data import find_cases, read_label
 from .engine import Segmenter
 from .metrics import dice, hausdorff95
+from .outputs import write_atomic
+from .preprocess import InputError
+from .volumeio import readImage
+
+# Decathlon folders carry the Decathlon's labels (anterior/posterior): by default they are
+# scored against the model trained on them, whichever model `segment` uses by default.
+DECATHLON_MODEL = "hippocampus-lunet"
 
 
 def evaluate(data_dir, model=None, case_ids=None, device="auto", mirror=None, out=None, printer=print) -> dict:
@@ -27,14 +34,15 @@ def evaluate(data_dir, model=None, case_ids=None, device="auto", mirror=None, ou
         wanted = set(case_ids)
         missing = wanted - {c.case_id for c in cases}
         if missing:
-            raise ValueError(f"Cases not found in {data_dir}: {', '.join(sorted(missing))}")
+            raise InputError(f"Cases not found in {data_dir}: {', '.join(sorted(missing))}. Check the case ids "
+                             "(file names in imagesTr/ without .nii.gz).")
         cases = [c for c in cases if c.case_id in wanted]
-    segmenter = Segmenter(model, device=device, mirror=mirror)
+    segmenter = Segmenter(model or DECATHLON_MODEL, device=device, mirror=mirror)
     labels = {entry["value"]: entry["name"] for entry in segmenter.card.labels}
     rows = []
     started = time.time()
     for case in cases:
-        image = sitk.ReadImage(str(case.image))
+        image = readImage(case.image)  # a damaged file is refused, never scored as Dice 0
         result = segmenter.segment_image(image)
         prediction = sitk.GetArrayFromImage(result.labels)
         reference = sitk.GetArrayFromImage(read_label(case.label))  # a copy: a view would outlive its image
@@ -79,7 +87,8 @@ def evaluate(data_dir, model=None, case_ids=None, device="auto", mirror=None, ou
         printer(format_table(result))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=1, allow_nan=False))
+        text = json.dumps(result, indent=1, allow_nan=False)
+        write_atomic(Path(out), lambda tmp: tmp.write_text(text), overwrite=True)
     return result
 
 

@@ -42,6 +42,18 @@ def _tile_starts(size: int, tile: int, step: int) -> list[int]:
     return sorted(set(starts))
 
 
+def mirror_flips(mirror, dims: int = 3) -> list[tuple]:
+    """The flips test-time mirroring averages over. `mirror`: False (one pass), True (every
+    combination: 8 passes in 3D) or a number of passes, taken in this order: none, left-right
+    (the last axis, x), then the other single axes, then pairs, then all."""
+    every = [axes for r in range(dims + 1) for axes in itertools.combinations(range(2, 2 + dims), r)]
+    every.sort(key=lambda axes: (len(axes), -max(axes, default=0)))  # (), (x), (y), (z), ...
+    if mirror is True:
+        return every
+    count = int(mirror) if mirror else 1
+    return every[: max(1, min(count, len(every)))]
+
+
 def predict_batch(
     network,
     volumes: np.ndarray,
@@ -59,7 +71,7 @@ def predict_batch(
 
     Volumes larger than `tile_size` along an axis are processed in overlapping tiles whose
     probabilities are averaged, so memory stays bounded for whole-brain inputs. `mirror`
-    averages over flips along every axis (test-time augmentation, 8 passes in 3D).
+    averages over flips (test-time augmentation; see mirror_flips).
     """
     backend = _as_backend(network, device)
     if hasattr(backend, "fell_back"):
@@ -72,7 +84,7 @@ def predict_batch(
     tile = [min(s, max(tile_size - tile_size % multiple, multiple)) for s in spatial]
     step = [max(multiple, t // 2) for t in tile]
     starts = list(itertools.product(*[_tile_starts(s, t, st) for s, t, st in zip(spatial, tile, step)]))
-    flips = [axes for r in range(dims + 1) for axes in itertools.combinations(range(2, 2 + dims), r)] if mirror else [()]
+    flips = mirror_flips(mirror, dims)
     total = np.zeros((len(volumes), backend.num_classes, *spatial), dtype=np.float32)
     counts = np.zeros((1, 1, *spatial), dtype=np.float32)
     done, work = 0, len(starts) * len(flips)

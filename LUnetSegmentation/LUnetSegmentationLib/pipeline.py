@@ -162,7 +162,8 @@ def label_image(
             result = loaded.segmenter.segment_image(image, index_box, progress=progress, cancelled=cancelled)
             specs = specs_from_card(result.card)
             out = LabelResult(result.labels, specs, result.card, result.device, 0.0, list(result.notes),
-                              details={"mode": "roi", "timings": {"network_s": round(result.seconds, 3)}})
+                              details={"mode": "roi", "timings": {"network_s": round(result.seconds, 3)},
+                                       "confidence": {"roi": dict(result.confidence)}})
         else:
             head = segment_head(loaded.segmenter, image, progress=progress, cancelled=cancelled)
             specs = list(head.label_table)

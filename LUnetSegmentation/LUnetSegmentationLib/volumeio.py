@@ -15,8 +15,6 @@ server read a file of its own.
 from __future__ import annotations
 
 import gzip
-import io
-import os
 import re
 import struct
 import zlib
@@ -26,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .memory import available_memory_bytes
 from .preprocess import InputError
 from .resample import image_from_ijk_to_ras
 
@@ -289,21 +288,6 @@ def check_self_contained(path: str | Path) -> HeaderInfo:
     if info.detached_header:
         raise InputError(f"{path.name} is a header whose voxels are in a separate file; it was not read. {what}")
     return info
-
-
-def available_memory_bytes() -> int:
-    """Memory the OS can give us now: Linux MemAvailable (free plus reclaimable page cache)."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
 
 
 def estimate_voxels_and_bytes(path: str | Path) -> tuple[int, int]:

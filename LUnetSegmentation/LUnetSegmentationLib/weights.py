@@ -69,6 +69,8 @@ def available_models(models_dir: Path = MODELS_DIR) -> list[ModelCard]:
             continue
         if "weights" in data and "id" in data:
             cards.append(ModelCard(path, data))
+    # The default model first: model lists (panel, web) show it as their initial choice.
+    cards.sort(key=lambda card: card.model_id != DEFAULT_MODEL)
     return cards
 
 

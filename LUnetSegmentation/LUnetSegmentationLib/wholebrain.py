@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
+from .engine import segment_confidence
 from .localize import BOX_MM, Localization, LocalizationError, localize, looks_like_crop
 from .pipeline import SegmentSpec, specs_from_card
 from .resample import resample_argmax
@@ -105,22 +106,6 @@ def _aligned_crop(image: sitk.Image, centre_lps, rotation, box_mm, segmenter) ->
     return true_crop, canonical
 
 
-def _confidence(labels: np.ndarray, probabilities: np.ndarray) -> dict:
-    """How sure the network is of one side's segment: the mean foreground probability inside
-    it and the mean normalised entropy there (0 certain, 1 uniform). Used by the presence
-    check and the cohort report's uncertainty flag."""
-    inside = labels > 0
-    if not inside.any():
-        return {"voxels": 0, "mean_probability": 0.0, "mean_entropy": 1.0}
-    probs = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-7, 1.0)
-    entropy = -(probs * np.log(probs)).sum(axis=0) / np.log(probs.shape[0])
-    return {
-        "voxels": int(inside.sum()),
-        "mean_probability": round(float(1.0 - probs[0][inside].mean()), 4),
-        "mean_entropy": round(float(entropy[inside].mean()), 4),
-    }
-
-
 def _labels_to_box(labels: np.ndarray, crop: sitk.Image, image: sitk.Image, box) -> np.ndarray:
     """Labels on the aligned crop's grid -> labels on the scan's index box: each label's
     indicator resampled linearly and the arg-max taken, smoother than nearest neighbour."""
@@ -163,6 +148,7 @@ def segment_head(
         return HeadSegmentation(
             result.labels, table, _volumes(array, table, image.GetSpacing()), {}, "crop", None,
             time.time() - started, result.device, notes, {"network_s": round(result.seconds, 3)},
+            {"crop": dict(result.confidence)},
         )
 
     if progress is not None:
@@ -190,7 +176,7 @@ def segment_head(
         notes += crop_notes
         for side, labels, probs in zip(SIDES, crop_labels, probabilities):
             labels = keep_largest_component(labels)
-            confidence[side] = _confidence(labels, probs)
+            confidence[side] = segment_confidence(labels, probs)
             side_labels[side] = _labels_to_box(labels, crops[side][0], image, found.boxes[side])
     else:
         for number, side in enumerate(SIDES):

@@ -1,0 +1,97 @@
+"""Batch re-runs and interruptions (issue 17 items 2, 6): a re-run skips complete outputs of the
+same input and model, redoes damaged ones of ours, refuses files that are not ours, and Ctrl-C
+leaves complete files only, a summary of what was done, and a command that finishes the rest."""
+from __future__ import annotations
+
+import csv
+import shutil
+
+import pytest
+
+from LUnetSegmentationLib import batch, cli
+from LUnetSegmentationLib.preprocess import InputError
+
+CASES = ["hippocampus_001", "hippocampus_011", "hippocampus_037"]
+
+
+@pytest.fixture
+def inputs(hippocampus_dir, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for case in CASES:
+        shutil.copy(hippocampus_dir / "imagesTr" / f"{case}.nii.gz", folder / f"{case}.nii.gz")
+    return [folder / f"{case}.nii.gz" for case in CASES]
+
+
+def _summary(out):
+    with open(out / "summary.csv") as handle:
+        return {row["case"]: row for row in csv.DictReader(handle)}
+
+
+def test_rerun_skips_complete_outputs_and_redoes_damaged_ones(inputs, tmp_path):
+    out = tmp_path / "out"
+    first = batch.segment_files(inputs, out, device="cpu", labelmap=True)
+    assert [row["status"] for row in first] == ["ok"] * 3
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    damaged = out / f"{CASES[1]}.seg.nrrd"
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])  # a file of ours, truncated
+    second = batch.segment_files(inputs, out, device="cpu", labelmap=True)
+    assert [row["status"] for row in second] == ["ok"] * 3
+    assert "reused" in second[0]["notes"] and "reused" not in second[1]["notes"]
+    assert (out / f"{CASES[0]}.seg.nrrd").stat().st_mtime_ns == stamps[f"{CASES[0]}.seg.nrrd"]  # untouched
+    assert (out / f"{CASES[1]}.seg.nrrd").stat().st_size > damaged.stat().st_size // 2 + 10
+    table = _summary(out)
+    assert table[CASES[0]]["Hippocampus anterior mm3"] == next(r for r in first if r["case"] == CASES[0])["Hippocampus anterior mm3"]
+    # a changed input is not "the same input": its outputs are not reused, and being ours and
+    # complete they are not silently replaced either
+    inputs[2].write_bytes(inputs[0].read_bytes())
+    with pytest.raises(InputError, match="Refusing to overwrite"):
+        batch.segment_files(inputs, out, device="cpu", labelmap=True)
+
+
+def test_foreign_files_are_refused_before_any_work(inputs, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"{CASES[2]}.seg.nrrd").write_text("someone else's file")
+    (out / "summary.csv").write_text("subject,volume\n")
+    with pytest.raises(InputError, match="Refusing to overwrite") as error:
+        batch.segment_files(inputs, out, device="cpu")
+    assert "summary.csv" in str(error.value) and f"{CASES[2]}.seg.nrrd" in str(error.value)
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{CASES[2]}.seg.nrrd", "summary.csv"])
+
+
+def test_ctrl_c_mid_batch_then_rerun_finishes(inputs, tmp_path, monkeypatch, capsys):
+    from LUnetSegmentationLib import pipeline
+
+    out = tmp_path / "out"
+    real = pipeline.label_image
+    calls = []
+
+    def interrupted_on_second_case(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "label_image", interrupted_on_second_case)
+    code = cli.main(["segment", *map(str, inputs), "--out", str(out), "--device", "cpu", "--quiet", "--labelmap"])
+    assert code == 130
+    assert "Run the same command again" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{CASES[0]}.seg.nrrd", f"{CASES[0]}.nii.gz", "summary.csv"])
+    table = _summary(out)
+    assert table[CASES[0]]["status"] == "ok" and table[CASES[1]]["status"] == "interrupted" and table[CASES[2]]["status"] == "interrupted"
+    monkeypatch.setattr(pipeline, "label_image", real)
+    assert cli.main(["segment", *map(str, inputs), "--out", str(out), "--device", "cpu", "--quiet", "--labelmap"]) == 0
+    table = _summary(out)
+    assert [table[c]["status"] for c in CASES] == ["ok"] * 3
+    assert "reused" in table[CASES[0]]["notes"]
+
+
+def test_missing_input_and_bad_output_folder_write_nothing(inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(inputs[0]), str(tmp_path / "typo.nii.gz"), "--out", str(out), "--device", "cpu"]) == 2
+    assert "No such input file" in capsys.readouterr().err and not out.exists()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert cli.main(["segment", str(inputs[0]), "--out", str(afile), "--device", "cpu"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
