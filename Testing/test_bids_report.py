@@ -37,6 +37,7 @@ def cohort():
         row("sub-unsure_T1w", entropy=0.4),
         row("sub-broken_T1w", status="error", error="The volume 'x' is constant"),
         row("sub-todo_T1w", status="missing"),
+        {**row("sub-stale_T1w", status="missing"), "stale": True},
     ]
     return rows
 
@@ -49,6 +50,7 @@ def test_each_flag_fires_where_it_should():
     rows = report.assess(cohort())
     flags = flags_of(rows)
     assert flags["sub-broken_T1w"] == ["failed"] and flags["sub-todo_T1w"] == ["not processed"]
+    assert flags["sub-stale_T1w"] == ["incomplete or out of date"]
     assert flags["sub-big_T1w"].count("volume outlier") == 3  # left, right and the normalised total
     assert flags["sub-asym_T1w"] == ["asymmetry"] or "asymmetry" in flags["sub-asym_T1w"]
     assert flags["sub-weak_T1w"] == ["weak localization"]
@@ -56,9 +58,9 @@ def test_each_flag_fires_where_it_should():
     assert flags["sub-unsure_T1w"] == ["uncertain"]
     assert all(flags[f"sub-{i:02d}_T1w"] == [] for i in range(1, 13))
     order = [r["scan"] for r in rows]
-    assert order[:2] == ["sub-broken_T1w", "sub-todo_T1w"]
+    assert order[:3] == ["sub-broken_T1w", "sub-stale_T1w", "sub-todo_T1w"]
     assert order.index("sub-empty_T1w") < order.index("sub-weak_T1w") < order.index("sub-01_T1w")
-    assert [r["score"] for r in rows[2:]] == sorted((r["score"] for r in rows[2:]), reverse=True)
+    assert [r["score"] for r in rows[3:]] == sorted((r["score"] for r in rows[3:]), reverse=True)
 
 
 def test_no_z_scores_for_a_tiny_cohort():
@@ -71,7 +73,7 @@ def test_page_lists_every_scan_worst_first_without_network():
     names = list(rows[2]["volumes"])
     page = report.render_html(rows, {"name": "t", "version": "1", "model": {"id": "m", "version": "1", "sha256": "ab" * 32}}, names)
     scans = re.findall(r'data-scan="([^"]+)"', page)
-    assert scans == [r["scan"] for r in rows] and len(scans) == 19
+    assert scans == [r["scan"] for r in rows] and len(scans) == 20
     assert re.findall(r'<li><a href="#scan-([^"]+)"', page)[0] == "sub-broken_T1w"
     assert "<script" not in page and "<link" not in page and "https://" not in page
     assert page.count('class="pt flagged"') + page.count('class="pt"') == 17  # every segmented scan has both sides

@@ -586,6 +586,8 @@ def collect_rows(bids_dir, out_dir, participants=None, sessions=None) -> tuple[l
                 seconds=lunet.get("Seconds"), device=lunet.get("Device"), figure=lunet.get("Figure", {}).get("File"),
                 figure_panels=lunet.get("Figure", {}).get("Panels", []), notes="; ".join(lunet.get("Notes", [])),
             )
+        elif paths["sidecar"].exists() or paths["dseg"].exists():
+            row["stale"] = True  # partial, damaged, replaced source, or another model's: participant redoes it
         elif paths["error"].is_file():
             try:
                 error = json.loads(paths["error"].read_text())

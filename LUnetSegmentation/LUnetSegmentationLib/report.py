@@ -12,7 +12,8 @@ report of thousands of scans stays small and opens fast.
 Flags (a scan can have several). The page lists failed scans first, then those not processed,
 then the others by the sum of their flags' weights, worst first:
   failed            the scan could not be segmented (error shown)            weight 100
-  not processed     no result and no error (participant stage not run yet)   weight 90
+  not processed     no result and no error (participant stage not run yet),  weight 90
+                    or incomplete / out of date (partial, source replaced, other model)
   empty segment     a segment has no voxels                                   weight 50
   weak localization template correlation below WEAK_CORRELATION             weight 30
   volume outlier    robust z-score of a side's (or the total) volume > Z_MAX  weight 20 + min(|z|, 10)
@@ -165,7 +166,8 @@ def assess(rows: list[dict]) -> list[dict]:
         if row["status"] == "error":
             row["flags"].insert(0, (f"failed: {row.get('error') or 'unknown error'}", 100))
         elif row["status"] == "missing":
-            row["flags"].insert(0, ("not processed: run the participant stage", 90))
+            text = "incomplete or out of date" if row.get("stale") else "not processed"
+            row["flags"].insert(0, (f"{text}: run the participant stage", 90))
         else:
             empty = [name for name, volume in row.get("volumes", {}).items() if not volume]
             if empty:
