@@ -31,19 +31,32 @@ from .metrics import dice, hausdorff95
 from .preprocess import InputError
 
 FREESURFER_HIPPOCAMPUS = {"left": 17, "right": 53}
-VARIANTS = {"1mm": None, "3mm": ("iso", 3.0), "1x1x5": ("S", 5.0), "1x5x1": ("A", 5.0), "5x1x1": ("R", 5.0)}
+VARIANT_HELP = "'1mm' (as stored), '<k>mm' (isotropic k mm), '1x1x<k>' / '1x<k>x1' / '<k>x1x1' (k mm along S-I / A-P / R-L)"
+
+
+def parse_variant(variant: str):
+    """(None, None) for the scan as stored; else (axis or None for isotropic, mm)."""
+    import re
+
+    if variant == "1mm":
+        return None, None
+    iso = re.fullmatch(r"(\d+(?:\.\d+)?)mm", variant)
+    if iso:
+        return None, float(iso.group(1))
+    thick = re.fullmatch(r"(\d+(?:\.\d+)?)x(\d+(?:\.\d+)?)x(\d+(?:\.\d+)?)", variant)
+    if thick:
+        sizes = [float(v) for v in thick.groups()]
+        coarse = [i for i, v in enumerate(sizes) if v != 1.0]
+        if len(coarse) == 1:
+            return "RAS"[coarse[0]], sizes[coarse[0]]
+    raise InputError(f"Unknown variant {variant!r}: use {VARIANT_HELP}.")
 
 
 def variant_image(image: sitk.Image, variant: str) -> sitk.Image:
     from .resample import simulate_acquisition
 
-    if variant not in VARIANTS:
-        raise InputError(f"Unknown variant {variant!r}: use one of {', '.join(VARIANTS)}.")
-    spec = VARIANTS[variant]
-    if spec is None:
-        return image
-    kind, mm = spec
-    return simulate_acquisition(image, mm, None if kind == "iso" else kind)
+    axis, mm = parse_variant(variant)
+    return image if mm is None else simulate_acquisition(image, mm, axis)
 
 
 def _side_masks(result, shape) -> dict[str, np.ndarray]:
@@ -85,6 +98,9 @@ def evaluate_wholehead(pairs, model=None, device="cpu", variants=("1mm",), synth
     from .engine import Segmenter
     from .pipeline import LoadedModel, label_image
     from .volumeio import case_name, readImage
+
+    for variant in variants:
+        parse_variant(variant)  # refuse a typo before any work
 
     loaded = LoadedModel(Segmenter(model, device, mirror=passes))
     cases = [(case_name(image), lambda image=image: readImage(image), lambda labels=labels: readImage(labels))
@@ -162,7 +178,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--pair", nargs=2, action="append", metavar=("IMAGE", "LABELS"), help="a scan and its FreeSurfer-numbered labels")
     parser.add_argument("--synthetic", default=None, help="folder of FreeSurfer-numbered label maps to synthesise heads from")
     parser.add_argument("--subjects", nargs="*", default=None, help="only these label maps (file name prefixes)")
-    parser.add_argument("--variants", nargs="*", default=["1mm"], choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="*", default=["1mm"], help=VARIANT_HELP)
     parser.add_argument("--contrasts", nargs="*", default=["t1", "t2", "flair"], choices=["t1", "t2", "flair"])
     parser.add_argument("--passes", type=int, default=None, help="test-time passes (1 = no mirroring, 8 = all flips; default: the card's)")
     parser.add_argument("--model", default=None)

@@ -22,6 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import terminology
+from .preprocess import InputError
 
 _CACHE_SIZE = 2  # a model or two per device; each is small (~0.5 MB of weights)
 _cache: OrderedDict = OrderedDict()
@@ -125,6 +126,46 @@ class LabelResult:
         }
 
 
+def resolution_warnings(image: sitk.Image, card) -> list[str]:
+    """A warning when the scan's voxels are coarser along some axis than the model was shown to
+    be trustworthy for (the card's "quality"/"trusted_max_spacing_mm": the thickness at which
+    volumes drifted by more than 25 % on validation scans)."""
+    trusted = card.data.get("quality", {}).get("trusted_max_spacing_mm")
+    spacing = np.asarray(image.GetSpacing(), dtype=float)
+    if trusted is None or spacing.max() <= float(trusted) + 1e-6:
+        return []
+    return [
+        "The voxels are {} mm: coarser than the {:g} mm this model was validated for, so its volumes may be off "
+        "by more than 25 %. Use a 3D T1 with about 1 mm voxels where one exists, or a model trained for thick "
+        "slices.".format("x".join(f"{v:.3g}" for v in spacing), float(trusted))
+    ]
+
+
+def check_presence(confidence: dict, card, name: str) -> None:
+    """Refuse to report a hippocampus the network is not sure of: a crop or region without one
+    (temporal cortex, cerebellum, a CT) otherwise comes back as a confident-looking volume.
+    Thresholds: the card's "quality"/"presence" (min_volume_mm3 on the 1 mm model grid,
+    min_mean_probability inside the segment), chosen in experiments/presence_check.py."""
+    presence = card.data.get("quality", {}).get("presence")
+    if not presence:
+        return
+    for where, figures in confidence.items():
+        volume, probability = float(figures.get("voxels", 0)), float(figures.get("mean_probability", 0.0))
+        if volume >= presence["min_volume_mm3"] and probability >= presence["min_mean_probability"]:
+            continue
+        found = (f"the network found {volume:.0f} mm3 with a mean confidence of {probability:.2f}, where a hippocampus "
+                 f"gives at least {presence['min_volume_mm3']:g} mm3 and {presence['min_mean_probability']:.2f}")
+        if where in ("left", "right"):
+            raise InputError(
+                f"No {where} hippocampus was found with confidence in {name!r} ({found}). Check that the volume is "
+                "a T1-weighted head MRI, or place a region of interest around the hippocampus by hand."
+            )
+        raise InputError(
+            f"No hippocampus was found in {name!r} ({found}). The volume or region does not seem to contain one: "
+            "place the region of interest around a hippocampus, or segment the whole-head scan."
+        )
+
+
 def _measure(labels: sitk.Image, specs) -> dict[str, float]:
     voxel = float(np.prod(labels.GetSpacing()))
     counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel(), minlength=256)
@@ -174,7 +215,8 @@ def label_image(
                 details["localization"] = head.localization.summary()
             out = LabelResult(head.labels, specs, loaded.segmenter.card, head.device, 0.0, list(head.notes),
                               side_volumes_mm3=dict(head.side_volumes_mm3), details=details)
-    out.warnings = warnings
+    check_presence(out.details.get("confidence", {}), out.card, name)
+    out.warnings = warnings + resolution_warnings(image, out.card)
     out.volumes_mm3 = _measure(out.labels, out.specs)
     for name, volume in out.volumes_mm3.items():
         if volume == 0:
