@@ -442,3 +442,20 @@ def test_existing_cluster_through_scheduler_address(dataset, tmp_path):
     unreachable = run_app(dataset, tmp_path / "out", "participant", "--scheduler", "tcp://127.0.0.1:9")
     assert unreachable.returncode == 2 and "Cannot reach the Dask scheduler" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_run_with_one_line(tmp_path, wholebrain_dir):
+    """Ctrl+C in a terminal sends SIGINT to the whole foreground group: the app's workers too."""
+    dataset = _cohort(tmp_path / "ds", wholebrain_dir, SCANS)
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(REPO / "LUnetSegmentation"), OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "LUnetSegmentationLib.bids", str(dataset), str(out), "participant", "--workers", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    _wait_for_sidecars(out, 1, process)
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stdout + stderr
+    assert stderr.strip().splitlines()[-1].startswith("interrupted: complete scans are kept")
+    assert "Traceback" not in stderr

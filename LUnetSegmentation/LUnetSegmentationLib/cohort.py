@@ -96,10 +96,32 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, thread
     )
     client = Client(cluster)
     try:
+        # Ctrl+C is the client's to handle (it closes the cluster and says how to resume): the
+        # workers ignore SIGINT, or each prints its own KeyboardInterrupt traceback. (Neither an
+        # ignored nor a blocked SIGINT in the client survives into workers spawned by
+        # multiprocessing without losing the Ctrl+C itself, so during the first seconds, while
+        # the workers import, a Ctrl+C may still print their tracebacks; the run stops either way.)
+        client.register_plugin(_ignore_sigint_plugin(), name="lunet-ignore-sigint")
         yield client
     finally:
         client.close()
         cluster.close()
+
+
+def _ignore_sigint_plugin():
+    """A worker plugin that makes a (LocalCluster) worker process ignore SIGINT."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class IgnoreSigint(WorkerPlugin):
+        idempotent = True
+
+        def setup(self, worker):
+            import signal
+
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return IgnoreSigint()
 
 
 def run_tasks(fn, tasks: list[dict], keys: list[str], on_result=None, workers: int | None = None,
