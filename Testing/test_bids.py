@@ -246,6 +246,7 @@ def test_group_volumes_table(processed, dataset):
     parts = [float(head[f"{side}_hippocampus_{part}_mm3"]) for side in ("left", "right") for part in ("anterior", "posterior")]
     assert abs(sum(parts[:2]) - left) < 1 and abs(sum(parts[2:]) - right) < 1
     assert 0.5 < float(head["head_scale"]) < 1.6 and float(head["localization_correlation"]) > 0.25
+    assert 0 < float(head["mean_entropy"]) < 0.5 and 0.5 < float(head["mean_probability"]) <= 1  # network confidence
     broken = by["sub-03/anat/sub-03_T1w.nii.gz"]
     assert broken["status"] == "error" and "constant" in broken["error"] and broken["left_hippocampus_mm3"] == "n/a"
     assert by["sub-01/ses-2/anat/sub-01_ses-2_T1w.nii.gz"]["session_id"] == "ses-2"

@@ -38,6 +38,7 @@ def cohort():
         row("sub-broken_T1w", status="error", error="The volume 'x' is constant"),
         row("sub-todo_T1w", status="missing"),
         {**row("sub-stale_T1w", status="missing"), "stale": True},
+        {**row("sub-thick_T1w"), "warnings": ["slices 5 mm thick"]},
     ]
     return rows
 
@@ -51,6 +52,7 @@ def test_each_flag_fires_where_it_should():
     flags = flags_of(rows)
     assert flags["sub-broken_T1w"] == ["failed"] and flags["sub-todo_T1w"] == ["not processed"]
     assert flags["sub-stale_T1w"] == ["incomplete or out of date"]
+    assert flags["sub-thick_T1w"] == ["input warning"]
     assert flags["sub-big_T1w"].count("volume outlier") == 3  # left, right and the normalised total
     assert flags["sub-asym_T1w"] == ["asymmetry"] or "asymmetry" in flags["sub-asym_T1w"]
     assert flags["sub-weak_T1w"] == ["weak localization"]
@@ -73,10 +75,10 @@ def test_page_lists_every_scan_worst_first_without_network():
     names = list(rows[2]["volumes"])
     page = report.render_html(rows, {"name": "t", "version": "1", "model": {"id": "m", "version": "1", "sha256": "ab" * 32}}, names)
     scans = re.findall(r'data-scan="([^"]+)"', page)
-    assert scans == [r["scan"] for r in rows] and len(scans) == 20
+    assert scans == [r["scan"] for r in rows] and len(scans) == 21
     assert re.findall(r'<li><a href="#scan-([^"]+)"', page)[0] == "sub-broken_T1w"
     assert "<script" not in page and "<link" not in page and "https://" not in page
-    assert page.count('class="pt flagged"') + page.count('class="pt"') == 17  # every segmented scan has both sides
+    assert page.count('class="pt flagged"') + page.count('class="pt"') == 18  # every segmented scan has both sides
 
 
 def test_overlay_figure_cuts_through_each_hippocampus():

@@ -361,13 +361,20 @@ def _qc(result) -> dict:
         for s in localization["scales"]:
             scale *= float(s)
     total = sum(result.volumes_mm3.values())
+    # The network's confidence inside each side's segment (engine.segment_confidence, averaged
+    # over the test-time passes): voxel-weighted over the sides for one figure per scan.
+    confidence = [c for c in (details.get("confidence") or {}).values() if c.get("voxels")]
+    weight = sum(c["voxels"] for c in confidence)
+    entropy = round(sum(c["mean_entropy"] * c["voxels"] for c in confidence) / weight, 4) if weight else None
+    probability = round(sum(c["mean_probability"] * c["voxels"] for c in confidence) / weight, 4) if weight else None
     return {
         "Mode": details.get("mode"),
         "LocalizationCorrelation": localization.get("correlation"),
         "AsymmetryIndex": None if asymmetry is None else round(asymmetry, 4),
         "HeadScale": None if scale is None else round(scale, 4),
         "TotalNormalisedMm3": None if not scale else round(total / scale, 1),
-        "MeanEntropy": details.get("mean_entropy"),
+        "MeanEntropy": entropy,
+        "MeanProbability": probability,
     }
 
 
@@ -435,16 +442,14 @@ def _now() -> str:
 
 def _segment_and_write(scan: Scan, task: dict, paths: dict) -> dict:
     from . import cohort, report
-    from .api import checkVoxels
     from .pipeline import label_image
     from .volumeio import readImage, writeLabelmap
 
     out_dir = Path(task["out_dir"])
     source = _source_state(scan.path)
     image = readImage(scan.path)
-    checkVoxels(image, scan.scan_id)
     loaded = cohort.worker_model(task["model"], task["device"], task.get("threads"))
-    result = label_image(image, loaded=loaded)
+    result = label_image(image, loaded=loaded, name=scan.scan_id)  # checks the input first
     if result.card.weights_sha256 != task["model_sha"]:
         raise InputError("The model's weights changed during the run; run again.")
 
@@ -473,6 +478,7 @@ def _segment_and_write(scan: Scan, task: dict, paths: dict) -> dict:
             "QC": qc,
             "Details": result.details,
             "Notes": list(result.notes),
+            "Warnings": list(getattr(result, "warnings", None) or []),
             "Figure": {"File": scan.figure_relative(), "Panels": panels},
             "Completed": _now(),
             "Host": socket.gethostname(),
@@ -583,6 +589,7 @@ def collect_rows(bids_dir, out_dir, participants=None, sessions=None) -> tuple[l
                 asymmetry_index=qc.get("AsymmetryIndex"), head_scale=qc.get("HeadScale"),
                 total_normalised_mm3=qc.get("TotalNormalisedMm3"),
                 localization_correlation=qc.get("LocalizationCorrelation"), mean_entropy=qc.get("MeanEntropy"),
+                mean_probability=qc.get("MeanProbability"), warnings=lunet.get("Warnings", []),
                 seconds=lunet.get("Seconds"), device=lunet.get("Device"), figure=lunet.get("Figure", {}).get("File"),
                 figure_panels=lunet.get("Figure", {}).get("Panels", []), notes="; ".join(lunet.get("Notes", [])),
             )
@@ -613,7 +620,7 @@ def run_group(bids_dir, out_dir, participants=None, sessions=None, echo=print) -
     columns = ["participant_id", "session_id", "source", "status", "mode", "left_hippocampus_mm3",
                "right_hippocampus_mm3"] + [f"{_snake(n)}_mm3" for n in segment_names] + [
         "total_mm3", "head_scale", "total_normalised_mm3", "asymmetry_index", "localization_correlation",
-        "mean_entropy", "qc_score", "qc_flags", "error"]
+        "mean_entropy", "mean_probability", "qc_score", "qc_flags", "error"]
 
     def cell(value):
         if value is None or value == "":
@@ -627,7 +634,8 @@ def run_group(bids_dir, out_dir, participants=None, sessions=None, echo=print) -
         values = [row["participant_id"], row["session_id"], row["source"], row["status"], row.get("mode"),
                   row.get("left_mm3"), row.get("right_mm3")] + [row["volumes"].get(n) for n in segment_names] + [
             row.get("total_mm3"), row.get("head_scale"), row.get("total_normalised_mm3"), row.get("asymmetry_index"),
-            row.get("localization_correlation"), row.get("mean_entropy"), float(round(row["score"], 1)),
+            row.get("localization_correlation"), row.get("mean_entropy"), row.get("mean_probability"),
+            float(round(row["score"], 1)),
             "; ".join(text for text, _ in row["flags"]), row.get("error")]
         lines.append("\t".join(cell(v) for v in values))
     _write_text(out_dir / "volumes.tsv", "\n".join(lines) + "\n")
@@ -645,7 +653,9 @@ def run_group(bids_dir, out_dir, participants=None, sessions=None, echo=print) -
         "total_normalised_mm3": {"Description": "total_mm3 / head_scale", "Units": "mm^3"},
         "asymmetry_index": {"Description": "(left - right) / mean(left, right)"},
         "localization_correlation": {"Description": "correlation of the aligned scan with the template inside the brain"},
-        "mean_entropy": {"Description": "mean softmax entropy inside the segment, when the model reports it"},
+        "mean_entropy": {"Description": "mean normalised softmax entropy inside the segments (0 certain, 1 uniform), "
+                                        "over the test-time passes; voxel-weighted over the sides"},
+        "mean_probability": {"Description": "mean foreground probability inside the segments"},
         "qc_score": {"Description": "sum of the QC flags' weights (report.html sorts by it)"},
         "qc_flags": {"Description": "QC flags, see report.html"}, "error": {"Description": "why a scan failed"},
     }

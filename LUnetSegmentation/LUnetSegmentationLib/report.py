@@ -19,7 +19,8 @@ then the others by the sum of their flags' weights, worst first:
   volume outlier    robust z-score of a side's (or the total) volume > Z_MAX  weight 20 + min(|z|, 10)
   asymmetry         |left - right| / mean(left, right) > MAX_ASYMMETRY        weight 20
   uncertain         robust z-score of the mean softmax entropy > Z_MAX       weight 20 + min(z, 10)
-                    (only when the segmentation reports `details["mean_entropy"]`)
+                    (the network's entropy inside the segment, averaged over test-time passes)
+  input warning     a warning from the input checks (e.g. thick slices)      weight 10
 """
 from __future__ import annotations
 
@@ -175,6 +176,8 @@ def assess(rows: list[dict]) -> list[dict]:
             correlation = row.get("localization_correlation")
             if correlation is not None and correlation < WEAK_CORRELATION:
                 row["flags"].append((f"weak localization: template correlation {correlation:.2f}", 30))
+            for warning in row.get("warnings") or []:
+                row["flags"].append((f"input warning: {warning}", 10))
             asymmetry = row.get("asymmetry_index")
             if asymmetry is not None and abs(asymmetry) > MAX_ASYMMETRY:
                 row["flags"].append((f"asymmetry: {asymmetry:+.0%} (left - right)", 20))
@@ -305,9 +308,9 @@ def render_html(rows: list[dict], dataset: dict, segment_names: list[str]) -> st
         '<p class="muted">Sorted worst first. Flags: failed, not processed, empty segment, weak localization '
         f'(template correlation &lt; {WEAK_CORRELATION}), asymmetry (|left&minus;right| / mean &gt; {MAX_ASYMMETRY:.0%}), '
         f'volume outlier (robust z &gt; {Z_MAX:g}, from {MIN_SCANS_FOR_Z} segmented scans on), uncertain (mean softmax '
-        'entropy, when the model reports it). Figures: coronal and sagittal planes through the centre of each '
-        "hippocampus; coronal views are radiological (the patient's right on the left), sagittal views have anterior "
-        "on the left.</p>",
+        f'entropy inside the segment, robust z &gt; {Z_MAX:g}), input warning. Figures: coronal and sagittal planes '
+        "through the centre of each hippocampus; coronal views are radiological (the patient's right on the left), "
+        "sagittal views have anterior on the left.</p>",
     ]
     attention = ["<h2>Needs attention</h2>"]
     if flagged:
@@ -363,8 +366,9 @@ def render_html(rows: list[dict], dataset: dict, segment_names: list[str]) -> st
         "scan's brain to the MNI template from the affine found by localization (the determinant of its linear part, an "
         "atlas-scaling-factor normaliser in the spirit of FreeSurfer's eTIV, not a measured intracranial volume); the "
         "normalised total is the hippocampal total divided by it. <i>Template r</i> is the correlation of the aligned "
-        "scan with the template inside the brain. <i>Entropy</i> is the mean softmax entropy inside the segment when "
-        "the segmentation reports it (blank otherwise: a single pass gives no other honest uncertainty figure).</p>",
+        "scan with the template inside the brain. <i>Entropy</i> is the network's mean normalised softmax entropy inside "
+        "the segments (0 certain, 1 uniform; averaged over the test-time flips), the uncertainty figure the "
+        "<i>uncertain</i> flag compares across the cohort.</p>",
         "</body></html>",
     ]
     return "\n".join(head + attention + charts + table + notes)
