@@ -536,7 +536,7 @@ def cpu_model() -> str | None:
 
 def python_versions(python: str, env=None) -> dict:
     code = ("import json, sys\nout = {'python': sys.version.split()[0]}\n"
-            "for name in ('torch', 'numpy', 'SimpleITK', 'nibabel', 'scipy'):\n"
+            "for name in ('torch', 'numpy', 'onnxruntime', 'SimpleITK', 'nibabel', 'scipy'):\n"
             "    try:\n        out[name] = __import__(name).__version__\n"
             "    except Exception:\n        pass\n"
             "print(json.dumps(out))")
