@@ -2,6 +2,12 @@
 1 and 2 workers, then `group`, in one run.
 
     python benchmarks/cohort.py [--scans 8] [--workers 1 2] [--device cpu] --out docs/results/cohort_cpu.json
+    python benchmarks/cohort.py --stages 4 --out docs/results/cohort_stages_cpu.json
+    python benchmarks/cohort.py --batched --device cuda --scans 512 --batch 64 --workers 15 --out docs/results/cohort_batched_cuda.json
+
+--batched is the GPU throughput run: CPU workers (Dask) read, localize, crop, map back and write;
+this process runs the network on `--batch` scans' crops (two per scan) in one forward pass and
+checks the first `--check` scans' labels against pipeline.label_image (identical on CPU).
 
 The dataset is laid out in a temporary folder as sub-01 ... sub-N, each a symlink to one of the
 shared whole-brain T1s (../shared/data/wholebrain, or --data), cycling through them, so N can be
@@ -110,6 +116,7 @@ def stages(data: Path, count: int, device: str) -> dict:
     from LUnetSegmentationLib import report
     from LUnetSegmentationLib.localize import BOX_MM, localize
     from LUnetSegmentationLib.pipeline import get_segmenter, label_image
+    from LUnetSegmentationLib.volumeio import readImage
     from LUnetSegmentationLib.volumeio import readImage, writeLabelmap
 
     torch.set_num_threads(1)
@@ -139,6 +146,121 @@ def stages(data: Path, count: int, device: str) -> dict:
             "device": device, "scans": rows, "mean": means}
 
 
+# ----------------------------------------------------------------------------- batched network (GPU)
+
+
+def _prepare(path: str, threads: int) -> dict:
+    """On a CPU worker: read, localize, and the two aligned hippocampus crops (on the model's grid)."""
+    from LUnetSegmentationLib import cohort
+    from LUnetSegmentationLib.localize import BOX_MM, localize
+    from LUnetSegmentationLib.volumeio import readImage
+    from LUnetSegmentationLib.wholebrain import SIDES, _aligned_crop
+
+    segmenter = cohort.worker_model(None, "cpu", threads).segmenter  # for its preprocessing settings
+    clock = time.process_time()
+    image = readImage(path)
+    found = localize(image, BOX_MM)
+    crops = [_aligned_crop(image, found.centres_lps[side], found.rotation, BOX_MM, segmenter) for side in SIDES]
+    return {"image": image, "boxes": [found.boxes[side] for side in SIDES], "true": [c[0] for c in crops],
+            "canonical": [c[1] for c in crops], "cpu_s": time.process_time() - clock}
+
+
+def _canonical(prepared: dict) -> list:
+    return prepared["canonical"]
+
+
+def _finish(prepared: dict, labels: list, out: str, offset: int) -> dict:
+    """On the CPU worker holding `prepared`: labels back onto the scan's grid, written as NIfTI."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from LUnetSegmentationLib.volumeio import writeLabelmap
+    from LUnetSegmentationLib.wholebrain import _labels_to_box, keep_largest_component
+
+    clock = time.process_time()
+    image = prepared["image"]
+    result = np.zeros(image.GetSize()[::-1], dtype=np.uint8)
+    for number, (crop_labels, true_crop, box) in enumerate(zip(labels, prepared["true"], prepared["boxes"])):
+        side = _labels_to_box(keep_largest_component(crop_labels), true_crop, image, box)
+        region = tuple(slice(a, b) for a, b in zip(box[0][::-1], box[1][::-1]))
+        target = result[region]
+        write = (side > 0) & (target == 0)
+        target[write] = side[write] + offset * number  # right = the card's values + their count, as segment_head
+    labels_image = sitk.GetImageFromArray(result)
+    labels_image.CopyInformation(image)
+    writeLabelmap(labels_image, out)
+    return {"out": out, "cpu_s": prepared["cpu_s"] + time.process_time() - clock}
+
+
+def batched(data: Path, count: int, device: str, workers: int, batch: int, check: int) -> dict:
+    """Whole heads with the network batched over many subjects: CPU workers (Dask) read, localize
+    and crop; this process runs `Segmenter.segment_crops` on `batch` scans' crops (2 per scan)
+    at once on `device`; the workers map the labels back and write them. Reading and writing
+    are included; the cluster's start and the model loads are not (reported apart)."""
+    import numpy as np
+    import SimpleITK as sitk
+    import torch
+    from dask.distributed import as_completed
+
+    from LUnetSegmentationLib import cohort
+    from LUnetSegmentationLib.pipeline import get_segmenter, label_image
+    from LUnetSegmentationLib.volumeio import readImage
+
+    sources = [data / folder / name for folder, name in SCANS if (data / folder / name).is_file()]
+    paths = [str(sources[i % len(sources)]) for i in range(count)]
+    started = time.time()
+    segmenter = get_segmenter(None, device).segmenter
+    if device != "cpu":
+        torch.cuda.synchronize()
+    with tempfile.TemporaryDirectory(prefix="lunet-batched-") as tmp, cohort.dask_client(workers) as client:
+        client.run(lambda: cohort.worker_model(None, "cpu", 1) and None)  # one model load per worker, before the clock
+        setup = time.time() - started
+        started = time.time()
+        prepared = [client.submit(_prepare, path, 1, key=f"prepare-{i}", pure=False) for i, path in enumerate(paths)]
+        crops = {client.submit(_canonical, p, key=f"crops-{i}", pure=False): i for i, p in enumerate(prepared)}
+        finished, network_s, batches = [], 0.0, []
+        pending: list[tuple[int, list]] = []
+
+        def run_batch():
+            nonlocal network_s
+            clock = time.time()
+            labels, _, _, _ = segmenter.segment_crops([crop for _, pair in pending for crop in pair])
+            if device != "cpu":
+                torch.cuda.synchronize()
+            network_s += time.time() - clock
+            batches.append(len(pending))
+            for number, (index, _) in enumerate(pending):
+                pair = labels[2 * number: 2 * number + 2]
+                finished.append(client.submit(_finish, prepared[index], pair, f"{tmp}/{index}.nii.gz",
+                                              len(segmenter.card.labels), pure=False))
+            pending.clear()
+
+        for future in as_completed(list(crops)):
+            pending.append((crops[future], future.result()))
+            future.release()
+            if len(pending) >= batch:
+                run_batch()
+        if pending:
+            run_batch()
+        results = client.gather(finished)
+        wall = time.time() - started
+        agreement = []
+        for index in range(min(check, count)):  # the batched labels against the shipped path's
+            reference = sitk.GetArrayFromImage(label_image(readImage(paths[index]), loaded=get_segmenter(None, device)).labels)
+            mine = sitk.GetArrayFromImage(sitk.ReadImage(results[index]["out"]))
+            agreement.append(round(float((mine == reference).mean()), 6))
+            agreement[-1] = {"scan": paths[index], "voxels_equal": agreement[-1],
+                             "dice": round(float(2 * ((mine > 0) & (reference > 0)).sum() / max(1, (mine > 0).sum() + (reference > 0).sum())), 4)}
+    return {
+        "what": "whole heads, the network batched over subjects in this process (benchmarks/cohort.py --batched)",
+        "device": device, "scans": count, "cpu_workers": workers, "batch_scans": batch, "batches": batches,
+        "setup_seconds": round(setup, 1), "wall_seconds": round(wall, 1), "scans_per_second": round(count / wall, 3),
+        "network_seconds": round(network_s, 2), "network_scans_per_second": round(count / network_s, 2) if network_s else None,
+        "worker_cpu_seconds_per_scan": round(statistics.mean(r["cpu_s"] for r in results), 2),
+        "check_against_label_image": agreement,
+    }
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("LUNET_DATA", REPO.parent / "shared" / "data")) / "wholebrain")
@@ -148,7 +270,23 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "cohort_cpu.json")
     parser.add_argument("--stages", type=int, default=0, metavar="N",
                         help="instead: CPU seconds per stage (read, localize, network, write) on N scans")
+    parser.add_argument("--batched", action="store_true",
+                        help="instead: the network batched over subjects in one process (GPU throughput), CPU workers "
+                             "reading, localizing and writing")
+    parser.add_argument("--batch", type=int, default=16, help="--batched: scans per network batch (2 crops each)")
+    parser.add_argument("--check", type=int, default=2, help="--batched: compare this many scans with label_image")
     args = parser.parse_args(argv)
+    if args.batched:
+        result = batched(args.data, args.scans, args.device, args.workers[0], args.batch, args.check)
+        result["machine"] = {"cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+        if args.device != "cpu":
+            import torch
+
+            result["machine"]["gpu"] = torch.cuda.get_device_name(0)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in result.items() if k != "check_against_label_image"}))
+        print(json.dumps(result["check_against_label_image"]))
+        return 0
     if args.stages:
         result = stages(args.data, args.stages, args.device)
         result["machine"] = {"cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
