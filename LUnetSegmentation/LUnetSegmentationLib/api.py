@@ -131,12 +131,30 @@ class SegmentationJob:
         return node
 
 
+def _refuse_results_of_another_volume(segmentationNode, volumeNode) -> None:
+    """Writing into a segmentation replaces the segments this module wrote before. When those
+    were computed for another volume, that would silently swap one scan's results for
+    another's: refuse, and say what to do."""
+    if segmentationNode is None or not mrml.own_segment_ids(segmentationNode):
+        return
+    madeFor = segmentationNode.GetAttribute(mrml.ATTRIBUTE_PREFIX + "InputVolumeID")
+    if madeFor and madeFor != volumeNode.GetID():
+        other = volumeNode.GetScene().GetNodeByID(madeFor) if volumeNode.GetScene() is not None else None
+        name = other.GetName() if other is not None else madeFor
+        raise InputError(
+            f"The segmentation {segmentationNode.GetName()!r} holds results computed for volume {name!r}; writing "
+            f"the results for {volumeNode.GetName()!r} into it would replace them. Choose 'Create new segmentation' "
+            "(or segment(volume) without a segmentation), or remove those segments first."
+        )
+
+
 def prepareSegmentation(volumeNode, segmentationNode=None, model=None, device="auto", roiNode=None) -> SegmentationJob:
     """Check everything and load the model (main thread); errors say what is wrong and what to do."""
     mrml.check_volume_node(volumeNode)
     if volumeNode.GetScene() is None:
         raise InputError(f"The volume {volumeNode.GetName()!r} is not in a scene.")
     mrml.check_segmentation_node(segmentationNode, volumeNode)
+    _refuse_results_of_another_volume(segmentationNode, volumeNode)
     indexBox = mrml.roiToIndexBox(roiNode, volumeNode) if roiNode is not None else None
     image = mrml.volumeToImage(volumeNode)
     warnings = checkVoxels(image, volumeNode.GetName())

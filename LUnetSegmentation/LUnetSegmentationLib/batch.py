@@ -277,17 +277,18 @@ def segment_files(inputPaths, outputDir, model=None, device="auto", labelmap=Fal
                 bar.set_postfix_str(case)
             row = {"case": case, "input": str(inputPath), "status": "error", "error": "", "seconds": "", "device": "", "notes": ""}
             rows.append(row)
-            started = time.time()
+            started, cpu_started = time.time(), time.process_time()
             try:
                 if case in skip:
                     _rows_from_files(plan, row, None)
                     continue
                 image = readImage(inputPath)
                 row["read_s"] = round(time.time() - started, 3)
+                row["read_cpu_s"] = round(time.process_time() - cpu_started, 3)
                 indexBox = index_box_for_ras_box(image, *roi) if roi is not None else None
                 result = pipeline.label_image(image, index_box=indexBox, loaded=loaded, name=case)
                 row.update({k: v for k, v in result.details.get("timings", {}).items()})
-                written = time.time()
+                written, written_cpu = time.time(), time.process_time()
                 provenance = {
                     "ModelId": card.model_id, "ModelVersion": card.version, "WeightsSHA256": card.weights_sha256,
                     "Input": Path(inputPath).name, "InputSHA256": input_shas[case], "Device": result.device,
@@ -299,6 +300,7 @@ def segment_files(inputPaths, outputDir, model=None, device="auto", labelmap=Fal
                     write_atomic(labelPath, lambda tmp: _write_labelmap(result.labels, tmp, note))
                 write_atomic(segPath, lambda tmp: write_segmentation(result.labels, result.specs, tmp, card.model_id, provenance))
                 row["write_s"] = round(time.time() - written, 3)
+                row["write_cpu_s"] = round(time.process_time() - written_cpu, 3)
                 row.update(status="ok", device=result.device, notes="; ".join(result.notes), mode=result.details.get("mode", ""),
                            warnings=" / ".join(result.warnings))
                 for name, volume in result.volumes_mm3.items():

@@ -13,6 +13,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 
 def _train(args) -> int:
@@ -76,10 +77,12 @@ def _segment(args) -> int:
 def _write_timings(path, rows, imports_done: float) -> None:
     """Stage timings for benchmarks/wholehead.py: imports (process start to the first case,
     interpreter start-up excluded) and per case read / localize / network / write seconds."""
-    stages = ("read_s", "localize_s", "network_s", "write_s")
+    stages = ("read_s", "localize_s", "network_s", "write_s", "read_cpu_s", "localize_cpu_s", "network_cpu_s", "write_cpu_s")
     cases = [{"case": row["case"], **{k: row[k] for k in stages if k in row}, "total_s": float(row.get("seconds") or 0)} for row in rows]
-    with open(path, "w") as handle:
-        json.dump({"imports_s": round(imports_done - _STARTED, 3), "cases": cases}, handle, indent=1)
+    from .outputs import write_atomic
+
+    text = json.dumps({"imports_s": round(imports_done - _STARTED, 3), "cases": cases}, indent=1)
+    write_atomic(Path(path), lambda tmp: tmp.write_text(text), overwrite=True)
 
 
 def _serve(args) -> int:

@@ -14,8 +14,8 @@ import numpy as np
 
 
 def _as_backend(network, device):
-    if hasattr(network, "forward") and hasattr(network, "size_multiple"):
-        return network
+    if isinstance(getattr(network, "size_multiple", None), int) and hasattr(network, "num_classes"):
+        return network  # a backend (backends.py); a torch module has a size_multiple() method instead
     from .backends import TorchBackend  # a torch.nn.Module (training, benchmarks)
 
     network.eval()

@@ -361,7 +361,11 @@ def _localize(image: sitk.Image, box_mm, settings: RegistrationSettings) -> Loca
             f"Registration to the MNI template diverged (scales {', '.join(f'{s:.2f}' for s in scales)}). {what}"
         )
     if angle > MAX_ROTATION_DEGREES:
-        raise RegistrationFailed(f"Registration to the MNI template diverged (rotation {angle:.0f} degrees). {what}")
+        raise RegistrationFailed(
+            f"Registration to the MNI template needed a rotation of {angle:.0f} degrees. If the head is stored turned "
+            "(e.g. lying on its side or 90 degrees off), reorient it first (in Slicer: Transforms module, then Harden "
+            f"transform; or fix the file's orientation header), then run again. {what}"
+        )
     if correlation < MIN_CORRELATION:
         raise RegistrationFailed(
             f"The volume does not match a T1 brain after registration (correlation {correlation:.2f}, "

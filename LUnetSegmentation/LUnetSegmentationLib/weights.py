@@ -60,6 +60,30 @@ class ModelCard:
         return self.data.get("description", "")
 
 
+def validate_card(data, path) -> dict:
+    """Refuse a model card with missing keys or wrong types, naming the key, before anything
+    reads it (a KeyError deep in the pipeline says nothing to a user)."""
+    def fail(problem: str):
+        raise WeightsError(f"The model card {path} is not usable: {problem}. Restore it from the extension, or fix the card.")
+
+    if not isinstance(data, dict):
+        fail("it is not a JSON object")
+    for key, kind in (("id", str), ("weights", dict), ("network", dict), ("labels", list), ("preprocessing", dict)):
+        if key not in data:
+            fail(f"the key {key!r} is missing")
+        if not isinstance(data[key], kind):
+            fail(f"{key!r} must be a {kind.__name__}, not {type(data[key]).__name__}")
+    for key in ("file", "sha256"):
+        if not isinstance(data["weights"].get(key), str):
+            fail(f"weights.{key} must be a string")
+    for index, label in enumerate(data["labels"]):
+        if not isinstance(label, dict) or not isinstance(label.get("value"), int) or not isinstance(label.get("name"), str):
+            fail(f"labels[{index}] needs an integer 'value' and a string 'name'")
+    if not data["labels"]:
+        fail("it lists no labels")
+    return data
+
+
 def available_models(models_dir: Path = MODELS_DIR) -> list[ModelCard]:
     cards = []
     for path in sorted(Path(models_dir).glob("*.json")):
@@ -82,11 +106,13 @@ def find_model(model: str | Path | None = None, models_dir: Path = MODELS_DIR) -
         candidate = candidate / "card.json"
     if candidate.suffix == ".json" and candidate.is_file():
         try:
-            return ModelCard(candidate, json.loads(candidate.read_text()))
-        except ValueError as error:
+            data = json.loads(candidate.read_text())
+        except (ValueError, UnicodeDecodeError) as error:
             raise WeightsError(f"The model card {candidate} is not valid JSON ({error}). Restore it from the extension.") from error
+        return ModelCard(candidate, validate_card(data, candidate))
     for card in available_models(models_dir):
         if card.model_id == str(model):
+            validate_card(card.data, card.path)
             return card
     known = ", ".join(c.model_id for c in available_models(models_dir)) or "none"
     raise WeightsError(f"No model {str(model)!r}: give a shipped model id ({known}), a card .json or a training output folder.")
@@ -112,7 +138,12 @@ def load_state_dict(card: ModelCard, verify: bool = True) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for damaged files
-        raise WeightsError(f"The weights file {path} cannot be read ({error}). Reinstall the extension.") from error
+        # Torch's own text suggests weights_only=False, i.e. running arbitrary pickled code:
+        # never pass that advice on. The first line says what is wrong.
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "weights_only" in str(error) or "Weights only" in str(error):
+            reason = "it holds Python objects other than plain tensors, which are never loaded"
+        raise WeightsError(f"The weights file {path} cannot be read ({reason}). Reinstall the extension.") from error
 
 
 def load_network(card: ModelCard, device: str = "cpu", verify: bool = True):
@@ -120,8 +151,9 @@ def load_network(card: ModelCard, device: str = "cpu", verify: bool = True):
     from .model import build_network
 
     network = build_network(card.data["network"])
+    state = load_state_dict(card, verify)  # its own errors (missing, corrupt) say so themselves
     try:
-        network.load_state_dict(load_state_dict(card, verify))
+        network.load_state_dict(state)
     except RuntimeError as error:
         raise WeightsError(f"The weights of {card.model_id!r} do not fit its network description: {error}") from error
     return network.to(device).eval()
