@@ -460,3 +460,21 @@ def test_ctrl_c_stops_the_run_with_one_line(tmp_path, wholebrain_dir):
     assert process.returncode == 130, stdout + stderr
     assert stderr.strip().splitlines()[-1].startswith("interrupted: complete scans are kept")
     assert "Traceback" not in stderr
+
+
+def _dies_on(task):
+    if task["die"]:
+        os._exit(1)  # as a segfault or the kernel's OOM killer would end the worker process
+    return {"status": "ok", "n": task["n"]}
+
+
+@pytest.mark.slow
+def test_a_scan_that_kills_every_worker_is_recorded_and_the_others_finish():
+    from LUnetSegmentationLib import cohort
+
+    tasks = [{"n": n, "die": n == 2} for n in range(4)]
+    lost = []
+    records = cohort.run_tasks(_dies_on, tasks, [f"t-{n}" for n in range(4)], workers=2,
+                               lost=lambda task, message: lost.append((task["n"], message)) or {"status": "error", "n": task["n"]})
+    assert sorted((r["n"], r["status"]) for r in records) == [(0, "ok"), (1, "ok"), (2, "error"), (3, "ok")]
+    assert lost and lost[0][0] == 2 and "died on every attempt" in lost[0][1]
