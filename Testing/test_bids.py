@@ -138,6 +138,23 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     assert result.returncode == 2 and "must not be the BIDS dataset" in result.stderr
 
 
+def test_planted_links_in_the_output_are_refused_per_scan(tmp_path, hippocampus_dir):
+    root = tmp_path / "ds"
+    root.mkdir()
+    write_dataset_description(root)
+    t1w(root, "01", None, hippocampus_dir / "imagesTr" / "hippocampus_001.nii.gz")
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    (out / "sub-01").mkdir(parents=True)
+    elsewhere.mkdir()
+    (out / "sub-01" / "anat").symlink_to(elsewhere)
+    (out / "logs").symlink_to(elsewhere)  # the error record's folder too
+    scans, todo, tasks = bids.participant_tasks(root, out)
+    record = bids.process_scan(tasks[0])
+    assert record["status"] == "error" and "symbolic link" in record["error"]
+    assert "error record could not be written" in record["error"]
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_atomic_write_leaves_nothing_on_error(tmp_path):
     target = tmp_path / "a.txt"
     target.write_text("old")

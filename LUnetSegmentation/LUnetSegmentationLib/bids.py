@@ -219,15 +219,11 @@ def _jsonable(value):
 
 
 def _safe_dir(root: Path, parts) -> Path:
-    """root/parts..., created as needed; refuses a symlinked folder below root, so outputs never
-    land outside the derivatives dataset through a link."""
-    folder = Path(root)
-    for part in parts:
-        folder = folder / part
-        if folder.is_symlink():
-            raise InputError(f"{folder} is a symbolic link; refusing to write derivatives through it.")
-        folder.mkdir(exist_ok=True)
-    return folder
+    """root/parts..., created one folder at a time; a symlink or file on the way is refused
+    (outputs.ensure_subdir), so outputs never land outside the derivatives dataset."""
+    from .outputs import ensure_subdir
+
+    return ensure_subdir(root, *parts)
 
 
 def _remove_stale_temporaries(paths) -> None:
@@ -300,9 +296,10 @@ def _check_out_dir(bids_dir: Path, out_dir: Path) -> None:
 
 
 def _prepare_output(bids_dir: Path, out_dir: Path, model: dict) -> None:
+    from .outputs import check_output_dir
+
     _check_out_dir(bids_dir, out_dir)
-    bids_dir, out_dir = Path(bids_dir).resolve(), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    bids_dir, out_dir = Path(bids_dir).resolve(), check_output_dir(out_dir)  # created; refused if a link or not writable
     description = out_dir / "dataset_description.json"
     if description.is_file():
         try:
@@ -430,10 +427,15 @@ def _message(error: BaseException) -> str:
 
 
 def write_error(scan: Scan, out_dir: Path, record: dict) -> None:
+    """logs/<scan>_error.json; if even that cannot be written (a planted link, a full disk) the
+    record still carries the error to the client, which prints it: never raises."""
     path = scan.outputs(out_dir)["error"]
-    _safe_dir(out_dir, ["logs"])
-    _write_json(path, {"Source": scan.relative, "Error": record.get("error", ""), "Seconds": record.get("seconds"),
-                       "Host": record.get("host"), "Time": _now()})
+    try:
+        _safe_dir(out_dir, ["logs"])
+        _write_json(path, {"Source": scan.relative, "Error": record.get("error", ""), "Seconds": record.get("seconds"),
+                           "Host": record.get("host"), "Time": _now()})
+    except (OSError, InputError) as error:
+        record["error"] = f"{record.get('error', '')} (and its error record could not be written: {error})"
 
 
 def _now() -> str:
@@ -446,6 +448,8 @@ def _segment_and_write(scan: Scan, task: dict, paths: dict) -> dict:
     from .volumeio import readImage, writeLabelmap
 
     out_dir = Path(task["out_dir"])
+    _safe_dir(out_dir, scan.anat_parts)  # first: a planted link fails the scan before any work
+    _safe_dir(out_dir, [f"sub-{scan.subject}", "figures"])
     source = _source_state(scan.path)
     image = readImage(scan.path)
     loaded = cohort.worker_model(task["model"], task["device"], task.get("threads"))
@@ -453,8 +457,6 @@ def _segment_and_write(scan: Scan, task: dict, paths: dict) -> dict:
     if result.card.weights_sha256 != task["model_sha"]:
         raise InputError("The model's weights changed during the run; run again.")
 
-    _safe_dir(out_dir, scan.anat_parts)
-    _safe_dir(out_dir, [f"sub-{scan.subject}", "figures"])
     _write_atomic(paths["dseg"], lambda tmp: writeLabelmap(result.labels, tmp))
     rows = ["index\tname\tcolor"] + [f"{s.value}\t{s.segment_name}\t{_hex(s.color)}" for s in result.specs]
     _write_text(paths["tsv"], "\n".join(rows) + "\n")
