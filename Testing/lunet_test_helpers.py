@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# The Decathlon-trained anterior/posterior model: tests of its protocol name it rather than
+# relying on whichever model is the default.
+PARTS_MODEL = "hippocampus-lunet"
+
 
 def rotation(axis: str, degrees: float) -> np.ndarray:
     a = np.deg2rad(degrees)

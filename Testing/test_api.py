@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from lunet_test_helpers import dice
+from lunet_test_helpers import PARTS_MODEL, dice
 
 pytest.importorskip("slicer")
 pytest.importorskip("torch")
@@ -36,7 +36,7 @@ def _segments(node):
 def test_segment_reaches_dice_and_writes_named_coded_segments_with_provenance(mrml_scene, crop):
     image, truth = crop
     volume = mrml.imageToVolumeNode(mrml_scene.scene, image, CASE)
-    node = segment(volume, device="cpu")
+    node = segment(volume, device="cpu", model=PARTS_MODEL)
     card = find_model(None)
     segments = _segments(node)
     assert list(segments) == ["Hippocampus anterior", "Hippocampus posterior"]
@@ -52,7 +52,7 @@ def test_segment_reaches_dice_and_writes_named_coded_segments_with_provenance(mr
     assert len(set(colours)) == 2
     provenance = mrml.readProvenance(node)
     assert provenance["ModelId"] == card.model_id and provenance["ModelVersion"] == card.version
-    assert provenance["WeightsSHA256"] == card.weights_sha256 == api.getSegmenter(None, "cpu").segmenter.card.weights_sha256
+    assert provenance["WeightsSHA256"] == card.weights_sha256 == api.getSegmenter(PARTS_MODEL, "cpu").segmenter.card.weights_sha256
     assert provenance["Device"] == "cpu"
     assert float(provenance["Seconds"]) > 0
     assert provenance["InputVolumeID"] == volume.GetID()
@@ -75,7 +75,7 @@ def test_two_storage_orientations_give_the_same_ras_labels(mrml_scene, crop):
     assert not np.allclose(image.GetDirection(), other.GetDirection())
     first = mrml.imageToVolumeNode(mrml_scene.scene, image, "as stored")
     second = mrml.imageToVolumeNode(mrml_scene.scene, other, "restored")
-    node_a, node_b = segment(first, device="cpu"), segment(second, device="cpu")
+    node_a, node_b = segment(first, device="cpu", model=PARTS_MODEL), segment(second, device="cpu", model=PARTS_MODEL)
     for name in ("Hippocampus anterior", "Hippocampus posterior"):
         a = mrml.segmentArray(node_a, _segments(node_a)[name], first)
         # export B's segment onto A's grid: this goes through RAS space
@@ -88,7 +88,7 @@ def test_rerun_replaces_only_own_segments(mrml_scene, crop):
     image, _ = crop
     scene = mrml_scene.scene
     volume = mrml.imageToVolumeNode(scene, image, CASE)
-    node = segment(volume, device="cpu")
+    node = segment(volume, device="cpu", model=PARTS_MODEL)
     before = _segments(node)
     user_id = node.GetSegmentation().AddEmptySegment("", "My edit", [0.1, 0.9, 0.1])
     user_mask = np.zeros(sitk.GetArrayViewFromImage(image).shape, np.uint8)
@@ -97,7 +97,7 @@ def test_rerun_replaces_only_own_segments(mrml_scene, crop):
 
     oriented = mrml._oriented_mask(user_mask, mrml.ijk_to_ras(volume))
     slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(oriented, node, user_id)
-    again = segment(volume, segmentationNode=node, device="cpu")
+    again = segment(volume, segmentationNode=node, device="cpu", model=PARTS_MODEL)
     assert again is node
     after = _segments(node)
     assert after["My edit"] == user_id
@@ -122,13 +122,13 @@ def test_existing_segments_from_another_source_are_kept(mrml_scene, crop):
         mrml._oriented_mask(truth > 0, mrml.ijk_to_ras(volume)), theirs, their_id
     )
     # into their node: theirs kept as it is, ours added with a distinguishable name
-    segment(volume, segmentationNode=theirs, device="cpu")
+    segment(volume, segmentationNode=theirs, device="cpu", model=PARTS_MODEL)
     names = _segments(theirs)
     assert names["Hippocampus anterior"] == their_id
     assert "Hippocampus anterior (LUnet)" in names and "Hippocampus posterior" in names
     assert np.array_equal(mrml.segmentArray(theirs, their_id, volume), (truth > 0).astype(np.uint8))
     # a second run still finds its own (renamed) segment and does not multiply segments
-    segment(volume, segmentationNode=theirs, device="cpu")
+    segment(volume, segmentationNode=theirs, device="cpu", model=PARTS_MODEL)
     assert len(_segments(theirs)) == 3
 
 
@@ -162,7 +162,7 @@ def test_progress_cancel_and_the_threaded_split(mrml_scene, crop):
     image, _ = crop
     scene = mrml_scene.scene
     volume = mrml.imageToVolumeNode(scene, image, CASE)
-    job = api.prepareSegmentation(volume, device="cpu")
+    job = api.prepareSegmentation(volume, device="cpu", model=PARTS_MODEL)
     with pytest.raises(InterruptedError):
         job.compute(cancelled=lambda: True)
     assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 0  # nothing half-written
@@ -179,8 +179,8 @@ def test_progress_cancel_and_the_threaded_split(mrml_scene, crop):
 
 
 def test_model_is_loaded_once_and_reused():
-    first = api.getSegmenter(None, "cpu")
-    assert api.getSegmenter(None, "cpu") is first
+    first = api.getSegmenter(PARTS_MODEL, "cpu")
+    assert api.getSegmenter(PARTS_MODEL, "cpu") is first
 
 
 def test_prepare_refuses_before_creating_anything(mrml_scene, crop):
@@ -206,6 +206,6 @@ def test_existing_node_keeps_its_reference_geometry(mrml_scene, crop):
     theirs.SetReferenceImageGeometryParameterFromVolumeNode(coarse)
     parameter = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
     before = theirs.GetSegmentation().GetConversionParameter(parameter)
-    segment(volume, segmentationNode=theirs, device="cpu")
+    segment(volume, segmentationNode=theirs, device="cpu", model=PARTS_MODEL)
     assert theirs.GetSegmentation().GetConversionParameter(parameter) == before
     assert {"Hippocampus anterior", "Hippocampus posterior"} <= set(_segments(theirs))

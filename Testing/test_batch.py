@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from lunet_test_helpers import dice
+from lunet_test_helpers import PARTS_MODEL, dice
 
 pytest.importorskip("slicer")
 pytest.importorskip("torch")
@@ -59,7 +59,7 @@ def _read_seg(path):
 @pytest.mark.slow
 def test_batch_isolates_a_corrupt_file_and_writes_everything(batch_inputs, tmp_path, hippocampus_dir):
     out = tmp_path / "out"
-    rows = segmentFiles(batch_inputs, out, device="cpu", labelmap=True)
+    rows = segmentFiles(batch_inputs, out, device="cpu", labelmap=True, model=PARTS_MODEL)
     status = {row["case"]: row["status"] for row in rows}
     assert status == {"hippocampus_001": "ok", "broken_scan": "error", "hippocampus_011": "ok", "as_freesurfer": "ok"}
     broken = next(row for row in rows if row["case"] == "broken_scan")
@@ -111,13 +111,13 @@ def test_cli_exits_non_zero_when_a_case_fails(hippocampus_dir, tmp_path, capsys)
     corrupt.write_text("NRRD0004\ntype: float\ndimension: 3\nsizes: 10 10 10\nencoding: raw\n\n" + "x" * 17)
     good = hippocampus_dir / "imagesTr" / f"{CASES[0]}.nii.gz"
     out = tmp_path / "out"
-    code = cli.main(["segment", str(good), str(corrupt), "--out", str(out), "--device", "cpu", "--quiet"])
+    code = cli.main(["segment", str(good), str(corrupt), "--out", str(out), "--device", "cpu", "--quiet", "--model", PARTS_MODEL])
     assert code == 1
     captured = capsys.readouterr()
     assert "FAILED" in captured.err and "corrupt.nrrd" in captured.err
     assert (out / f"{CASES[0]}.seg.nrrd").is_file() and (out / "summary.csv").is_file()
     # all good: exit 0
-    code = cli.main(["segment", str(good), "--out", str(tmp_path / "out2"), "--device", "cpu", "--quiet"])
+    code = cli.main(["segment", str(good), "--out", str(tmp_path / "out2"), "--device", "cpu", "--quiet", "--model", PARTS_MODEL])
     assert code == 0
 
 

@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from lunet_test_helpers import PARTS_MODEL
 from LUnetSegmentationLib import batch, cli
 from LUnetSegmentationLib.preprocess import InputError
 
@@ -30,12 +31,12 @@ def _summary(out):
 
 def test_rerun_skips_complete_outputs_and_redoes_damaged_ones(inputs, tmp_path):
     out = tmp_path / "out"
-    first = batch.segment_files(inputs, out, device="cpu", labelmap=True)
+    first = batch.segment_files(inputs, out, device="cpu", labelmap=True, model=PARTS_MODEL)
     assert [row["status"] for row in first] == ["ok"] * 3
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     damaged = out / f"{CASES[1]}.seg.nrrd"
     damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])  # a file of ours, truncated
-    second = batch.segment_files(inputs, out, device="cpu", labelmap=True)
+    second = batch.segment_files(inputs, out, device="cpu", labelmap=True, model=PARTS_MODEL)
     assert [row["status"] for row in second] == ["ok"] * 3
     assert "reused" in second[0]["notes"] and "reused" not in second[1]["notes"]
     assert (out / f"{CASES[0]}.seg.nrrd").stat().st_mtime_ns == stamps[f"{CASES[0]}.seg.nrrd"]  # untouched
@@ -46,7 +47,7 @@ def test_rerun_skips_complete_outputs_and_redoes_damaged_ones(inputs, tmp_path):
     # complete they are not silently replaced either
     inputs[2].write_bytes(inputs[0].read_bytes())
     with pytest.raises(InputError, match="Refusing to overwrite"):
-        batch.segment_files(inputs, out, device="cpu", labelmap=True)
+        batch.segment_files(inputs, out, device="cpu", labelmap=True, model=PARTS_MODEL)
 
 
 def test_foreign_files_are_refused_before_any_work(inputs, tmp_path):
@@ -74,14 +75,14 @@ def test_ctrl_c_mid_batch_then_rerun_finishes(inputs, tmp_path, monkeypatch, cap
         return real(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "label_image", interrupted_on_second_case)
-    code = cli.main(["segment", *map(str, inputs), "--out", str(out), "--device", "cpu", "--quiet", "--labelmap"])
+    code = cli.main(["segment", *map(str, inputs), "--out", str(out), "--device", "cpu", "--quiet", "--labelmap", "--model", PARTS_MODEL])
     assert code == 130
     assert "Run the same command again" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == sorted([f"{CASES[0]}.seg.nrrd", f"{CASES[0]}.nii.gz", "summary.csv"])
     table = _summary(out)
     assert table[CASES[0]]["status"] == "ok" and table[CASES[1]]["status"] == "interrupted" and table[CASES[2]]["status"] == "interrupted"
     monkeypatch.setattr(pipeline, "label_image", real)
-    assert cli.main(["segment", *map(str, inputs), "--out", str(out), "--device", "cpu", "--quiet", "--labelmap"]) == 0
+    assert cli.main(["segment", *map(str, inputs), "--out", str(out), "--device", "cpu", "--quiet", "--labelmap", "--model", PARTS_MODEL]) == 0
     table = _summary(out)
     assert [table[c]["status"] for c in CASES] == ["ok"] * 3
     assert "reused" in table[CASES[0]]["notes"]

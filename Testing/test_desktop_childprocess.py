@@ -17,6 +17,7 @@ pytest.importorskip("torch", reason="the child needs torch")
 from LUnetSegmentationLib import mrml  # noqa: E402
 from LUnetSegmentationLib.childprocess import ChildError, Runner  # noqa: E402
 from LUnetSegmentationLib.weights import find_model  # noqa: E402
+from lunet_test_helpers import PARTS_MODEL  # noqa: E402
 
 TIMEOUT_S = 180  # a loaded 2-core machine; a run takes a few seconds when idle
 
@@ -55,7 +56,7 @@ def segment_count(scene) -> int:
 @pytest.mark.slow
 def test_child_segments_a_crop_into_the_scene(crop, runner, mrml_scene):
     volume, reference = crop
-    runner.start(volume, device="cpu")
+    runner.start(volume, model=PARTS_MODEL, device="cpu")
     status, fractions = wait(runner)
     assert status.state == "done", status.message
     assert fractions == sorted(fractions) and 0 < max(fractions) == 1.0, "progress moves forward to the end"

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import SimpleITK as sitk
 
+from lunet_test_helpers import PARTS_MODEL
+
 pytest.importorskip("slicer", reason="slicer-core (real MRML) is not installed")
 
 MODULE_FILE = Path(__file__).resolve().parents[1] / "LUnetSegmentation" / "LUnetSegmentation.py"
@@ -57,10 +59,10 @@ def test_logic_runs_the_child_and_writes_segments(module, mrml_scene, hippocampu
     volume = mrml.imageToVolumeNode(mrml_scene.scene, image, "hippocampus_001")
     logic = module.LUnetSegmentationLogic()
     try:
-        logic.startSegmentation(volume, device="cpu")
+        logic.startSegmentation(volume, model=PARTS_MODEL, device="cpu")
         assert logic.busy
         with pytest.raises(RuntimeError, match="already running"):
-            logic.startSegmentation(volume, device="cpu")
+            logic.startSegmentation(volume, model=PARTS_MODEL, device="cpu")
         deadline = time.time() + 180
         while (status := logic.pollSegmentation()).state == "running" and time.time() < deadline:
             time.sleep(0.05)

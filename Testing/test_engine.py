@@ -5,6 +5,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from lunet_test_helpers import PARTS_MODEL
 from LUnetSegmentationLib import engine
 from LUnetSegmentationLib.engine import Segmenter
 from LUnetSegmentationLib.preprocess import InputError
@@ -12,7 +13,7 @@ from LUnetSegmentationLib.preprocess import InputError
 
 @pytest.fixture(scope="module")
 def segmenter():
-    return Segmenter(device="cpu")
+    return Segmenter(PARTS_MODEL, device="cpu")
 
 
 def blob_image(size):
@@ -39,7 +40,7 @@ def test_gpu_out_of_memory_retries_this_image_on_cpu_only(hippocampus_dir, monke
     from LUnetSegmentationLib.backends import TorchBackend
 
     monkeypatch.setenv("LUNET_BACKEND", "torch")
-    torch_segmenter = Segmenter(device="cpu")
+    torch_segmenter = Segmenter(PARTS_MODEL, device="cpu")
     backend = torch_segmenter.backend
     assert isinstance(backend, TorchBackend)
     calls = []

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from lunet_test_helpers import PARTS_MODEL
 from LUnetSegmentationLib import localize as L
 from LUnetSegmentationLib.preprocess import InputError
 from LUnetSegmentationLib.wholebrain import segment_head, side_label_table
@@ -32,7 +33,7 @@ def colin(wholebrain_dir):
 def segmenter():
     from LUnetSegmentationLib.engine import Segmenter
 
-    return Segmenter(device="cpu")
+    return Segmenter(PARTS_MODEL, device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from LUnetSegmentationLib import mrml
 from LUnetSegmentationLib.preprocess import InputError
 from LUnetSegmentationLib.weights import WeightsError, find_model
 from LUnetSegmentationLib.web.session import WebSession, check_upload
-from lunet_test_helpers import dice
+from lunet_test_helpers import PARTS_MODEL, dice
 
 MB = 2**20
 
@@ -39,7 +39,7 @@ def crop(hippocampus_dir, tmp_path):
 def segmented(mrml_scene, crop):
     session = WebSession(mrml_scene.scene)
     session.load(crop)
-    job = session.prepare(device="cpu")
+    job = session.prepare(model=PARTS_MODEL, device="cpu")
     job.compute()
     session.finish(job)
     return session
@@ -165,7 +165,7 @@ def test_failed_segmentation_changes_nothing(segmented, tmp_path):
 def test_cancelled_run_changes_nothing(segmented):
     before = [(row.segmentId, row.volumeMm3) for row in segmented.segmentRows()]
     nodes = _node_ids(segmented.scene)
-    job = segmented.prepare(device="cpu")
+    job = segmented.prepare(model=PARTS_MODEL, device="cpu")
     with pytest.raises(InterruptedError):
         job.compute(cancelled=lambda: True)
     assert [(row.segmentId, row.volumeMm3) for row in segmented.segmentRows()] == before
@@ -178,7 +178,7 @@ def test_uploaded_case_downloads_instead_of_saving(mrml_scene, crop):
     assert case.inputPath is None and case.name == "hippocampus_001"
     with pytest.raises(InputError, match="There is nothing to save yet"):
         session.downloadBytes()
-    job = session.prepare(device="cpu")
+    job = session.prepare(model=PARTS_MODEL, device="cpu")
     job.compute()
     session.finish(job)
     with pytest.raises(InputError, match="uploaded"):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from lunet_test_helpers import PARTS_MODEL
 from LUnetSegmentationLib import mrml
 from LUnetSegmentationLib.metrics import dice
 
@@ -23,7 +24,7 @@ def test_segment_on_a_whole_head_volume_node_writes_four_sided_segments(mrml_sce
 
     image = readImage(wholebrain_dir / "colin27" / "ch2.nii.gz")
     volume = mrml.imageToVolumeNode(mrml_scene.scene, image, "colin27")
-    node = segment(volume, device="cpu")
+    node = segment(volume, device="cpu", model=PARTS_MODEL)
     segmentation = node.GetSegmentation()
     names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
     assert names == SIDED
@@ -69,7 +70,7 @@ def test_three_millimetre_scan_still_finds_both_hippocampi(wholebrain_dir, tmp_p
     size = [int(round(n * s / 3.0)) for n, s in zip(scan.GetSize(), scan.GetSpacing())]
     coarse = sitk.Resample(scan, size, sitk.Transform(), sitk.sitkLinear, scan.GetOrigin(), [3.0] * 3, scan.GetDirection())
     sitk.WriteImage(coarse, str(tmp_path / "norm3mm.nii.gz"))
-    rows = segmentFiles([tmp_path / "norm3mm.nii.gz"], tmp_path / "out", device="cpu", labelmap=True)
+    rows = segmentFiles([tmp_path / "norm3mm.nii.gz"], tmp_path / "out", device="cpu", labelmap=True, model=PARTS_MODEL)
     assert rows[0]["status"] == "ok" and rows[0]["mode"] == "whole-head", rows
     labels = sitk.ReadImage(str(tmp_path / "out" / "norm3mm.nii.gz"))
     assert labels.GetSize() == coarse.GetSize()  # on the input's own 3 mm grid

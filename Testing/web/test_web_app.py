@@ -18,6 +18,7 @@ pytestmark = pytest.mark.browser
 SEGMENT_SECONDS = 300  # a whole head on 2 busy CPU cores takes 15-60 s; leave a wide margin
 
 
+from lunet_test_helpers import PARTS_MODEL
 def wait_for(condition, seconds: float, what: str, driver=None):
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -98,7 +99,7 @@ def test_whole_head_from_the_command_line_segment_save_edit_download(start_serve
     folder.mkdir()
     scan = folder / source.name
     shutil.copy(source, scan)  # saving writes next to the input: never into ../shared
-    server = start_server(scan)
+    server = start_server(scan, "--model", PARTS_MODEL)
     open_page(browser, server)
     assert text(browser, "lunet-case") == "norm"
     assert "256x256x256" in text(browser, "lunet-status")
@@ -185,7 +186,7 @@ def test_whole_head_from_the_command_line_segment_save_edit_download(start_serve
 
 def test_upload_and_bad_uploads_change_nothing(start_server, browser, tmp_path, hippocampus_dir, wholebrain_dir,
                                                screenshots):
-    server = start_server("--max-upload-mb", "1")
+    server = start_server("--max-upload-mb", "1", "--model", PARTS_MODEL)
     open_page(browser, server)
     assert text(browser, "lunet-case") == "No volume loaded"
     crop = hippocampus_dir / "imagesTr" / "hippocampus_001.nii.gz"
