@@ -163,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--open-browser", action="store_true")
     serve.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="full details of errors")
     serve.set_defaults(run=_serve)
+
+    try:  # the BIDS App (bids.py) is not shipped in the Slicer extension, which has no Dask
+        from .bids import add_bids_parser
+    except ImportError:
+        pass
+    else:
+        add_bids_parser(commands)
     return parser
 
 
