@@ -42,8 +42,21 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a job scheduler's kill, `timeout`) ends a batch like Ctrl-C: temporary files
+    are removed and the summary lists what was finished."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def _segment(args) -> int:
     from .batch import BatchInterrupted, segment_files
+
+    _stop_on_sigterm()
 
     roi = None
     if args.roi is not None:

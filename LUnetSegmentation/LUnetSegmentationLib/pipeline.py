@@ -158,7 +158,8 @@ def check_presence(confidence: dict, card, name: str) -> None:
         if where in ("left", "right"):
             raise InputError(
                 f"No {where} hippocampus was found with confidence in {name!r} ({found}). Check that the volume is "
-                "a T1-weighted head MRI, or place a region of interest around the hippocampus by hand."
+                "an MRI of a head that the model's card says it was trained for, or place a region of interest around "
+                "the hippocampus by hand."
             )
         raise InputError(
             f"No hippocampus was found in {name!r} ({found}). The volume or region does not seem to contain one: "
