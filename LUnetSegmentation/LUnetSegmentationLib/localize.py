@@ -64,6 +64,11 @@ MAX_ROTATION_DEGREES = 45.0
 # whole-brain scans 0.43 (otsu_t1: noisy, strong bias field) to 0.77 (colin27); a head-sized
 # uniform ellipsoid 0.06, noise about 0 (Testing/test_localize.py).
 MIN_CORRELATION = 0.25
+# Scans of other contrasts (T2: r about -0.5 to -0.65; FLAIR: about -0.3) pass instead on the
+# share of their variance inside the brain explained by the template's three tissue classes
+# (dark, mid, bright thirds of the T1 template): T2 0.18-0.30, FLAIR 0.18-0.21, T1 0.38, noise
+# 0.000, a uniform head-sized ellipsoid 0.08 (held-out synthetic heads and the tests' phantoms).
+MIN_TISSUE_CONTRAST = 0.14
 # A head is larger than this along at least two axes (mm); Decathlon crops are 31-59 mm.
 MIN_HEAD_EXTENT_MM = 100.0
 
@@ -254,17 +259,23 @@ def _register(template: sitk.Image, mask: sitk.Image, scan: sitk.Image, initial:
     return transform, float(method.GetMetricValue())
 
 
-def _correlation(template: sitk.Image, mask_array: np.ndarray, scan: sitk.Image, transform: sitk.Transform) -> tuple[float, float]:
-    """Pearson correlation template vs aligned scan inside the brain, and the fraction of the
-    brain that lies inside the scan's field of view."""
+def _correlation(template: sitk.Image, mask_array: np.ndarray, scan: sitk.Image, transform: sitk.Transform) -> tuple[float, float, float]:
+    """Pearson correlation template vs aligned scan inside the brain, the fraction of the brain
+    that lies inside the scan's field of view, and the tissue contrast: the share of the scan's
+    variance there explained by the template's tissue classes (correlation ratio, any contrast)."""
     aligned = sitk.Resample(scan, template, transform, sitk.sitkLinear, -1.0)
     values = sitk.GetArrayViewFromImage(aligned)[mask_array]
     reference = sitk.GetArrayViewFromImage(template)[mask_array]
     inside = values >= 0
     fraction = float(inside.mean())
     if inside.sum() < 100 or values[inside].std() < 1e-6:
-        return 0.0, fraction
-    return float(np.corrcoef(values[inside], reference[inside])[0, 1]), fraction
+        return 0.0, fraction, 0.0
+    values, reference = values[inside], reference[inside]
+    classes = np.digitize(reference, np.quantile(reference, [1 / 3, 2 / 3]))
+    mean = values.mean()
+    between = sum(float((classes == k).sum()) * (float(values[classes == k].mean()) - mean) ** 2 for k in range(3) if (classes == k).any())
+    contrast = between / max(float(((values - mean) ** 2).sum()), 1e-12)
+    return float(np.corrcoef(values, reference)[0, 1]), fraction, float(contrast)
 
 
 def mni_to_lps(point_ras) -> np.ndarray:
@@ -354,8 +365,8 @@ def _localize(image: sitk.Image, box_mm, settings: RegistrationSettings) -> Loca
     transform = sitk.CompositeTransform([initial, affine])
 
     scales, determinant, angle, rotation = _affine_parts(transform)
-    correlation, in_view = _correlation(full_template, mask_array, scan, transform)
-    what = "Check that the volume is a T1-weighted MRI of a head or brain, or place a region of interest by hand."
+    correlation, in_view, tissue_contrast = _correlation(full_template, mask_array, scan, transform)
+    what = "Check that the volume is an MRI of a head or brain, or place a region of interest by hand."
     if determinant <= 0 or scales.min() < MIN_SCALE or scales.max() > MAX_SCALE:
         raise RegistrationFailed(
             f"Registration to the MNI template diverged (scales {', '.join(f'{s:.2f}' for s in scales)}). {what}"
@@ -366,10 +377,11 @@ def _localize(image: sitk.Image, box_mm, settings: RegistrationSettings) -> Loca
             "(e.g. lying on its side or 90 degrees off), reorient it first (in Slicer: Transforms module, then Harden "
             f"transform; or fix the file's orientation header), then run again. {what}"
         )
-    if correlation < MIN_CORRELATION:
+    if correlation < MIN_CORRELATION and tissue_contrast < MIN_TISSUE_CONTRAST:
         raise RegistrationFailed(
-            f"The volume does not match a T1 brain after registration (correlation {correlation:.2f}, "
-            f"needs {MIN_CORRELATION}). {what}"
+            f"The volume does not match a brain MRI after registration (correlation with the T1 template "
+            f"{correlation:.2f}, needs {MIN_CORRELATION}; tissue contrast {tissue_contrast:.2f}, needs "
+            f"{MIN_TISSUE_CONTRAST}). {what}"
         )
 
     boxes, centres = {}, {}
