@@ -80,8 +80,10 @@ def test_thick_slices_reach_summary_csv_as_a_warning(norm, tmp_path):
     from LUnetSegmentationLib.batch import segment_files
     from LUnetSegmentationLib.weights import find_model
 
-    trusted = find_model(None).data.get("quality", {}).get("trusted_max_spacing_mm", 99)
-    thick = simulate_acquisition(norm, max(trusted + 1.0, 4.0), "S")
+    quality = find_model(None).data["quality"]
+    # 5 mm isotropic: within the 6 mm hard limit, beyond both shipped cards' trusted resolution
+    assert 5.0 > quality["trusted_max_spacing_mm"] or 125.0 > quality["trusted_max_voxel_mm3"]
+    thick = simulate_acquisition(norm, 5.0)
     path = tmp_path / "thick.nii.gz"
     sitk.WriteImage(thick, str(path))
     rows = segment_files([path], tmp_path / "out", device="cpu")

@@ -22,6 +22,7 @@ import SimpleITK as sitk
 from LUnetSegmentationLib.engine import Segmenter
 from LUnetSegmentationLib.localize import BOX_MM, localize
 from LUnetSegmentationLib.volumeio import readImage
+from LUnetSegmentationLib.weights import find_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Offsets (LPS mm, for the left side; x mirrored for the right) from the hippocampus box centre.
@@ -67,7 +68,8 @@ def main(argv=None) -> int:
         rows.append(row)
         print(f"{kind:9s} {name:45s} volume {volume:7.0f} mean p {row['mean_probability']:.3f} entropy {row['mean_entropy']:.3f}")
 
-    card = json.loads(Path(segmenter.card.path).read_text())
+    # Decathlon crops the Decathlon model never trained on (its validation split): positives for every model.
+    card = json.loads(Path(find_model("hippocampus-lunet").path).read_text())
     decathlon = SHARED / "Task04_Hippocampus" / "imagesTr"
     for case in card.get("training", {}).get("split", {}).get("validation_cases", [])[: args.cases]:
         run("positive", f"decathlon {case}", readImage(decathlon / f"{case}.nii.gz"))

@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/publish_synth_model.py runs/synth --out LUnetSegmentation/Resources/Models \
         [--weights best.pt] [--passes 1] [--evaluation docs/results/wholehead_eval_whole.json] \
-        [--presence-volume 600 --presence-probability 0.85] [--trusted-spacing 5]
+        --presence-crop 500 0.90 0.34 --presence-head 500 0.80 --trusted-spacing 6 --trusted-voxel 64
 
 Writes `hippocampus_whole_lunet.pt` (plain state dict), the card `hippocampus_whole_lunet.json` with
 provenance (data, licences, recipe, seed, held-out label maps, how it was initialised) and, with
@@ -44,9 +44,12 @@ def main(argv=None) -> int:
     parser.add_argument("--version", default="1.0.0")
     parser.add_argument("--passes", type=int, default=1, help="test-time passes (1 = no mirroring)")
     parser.add_argument("--evaluation", type=Path, action="append", default=[], help="evaluate-wholehead JSON(s) to record")
-    parser.add_argument("--presence-volume", type=float, required=True)
-    parser.add_argument("--presence-probability", type=float, required=True)
+    parser.add_argument("--presence-crop", type=float, nargs=3, required=True, metavar=("MM3", "PROBABILITY", "ENTROPY"),
+                        help="crops and regions: least volume, least mean probability, largest mean entropy")
+    parser.add_argument("--presence-head", type=float, nargs=2, required=True, metavar=("MM3", "PROBABILITY"),
+                        help="each side of a localized head: least volume and mean probability")
     parser.add_argument("--trusted-spacing", type=float, required=True)
+    parser.add_argument("--trusted-voxel", type=float, required=True)
     parser.add_argument("--measured-by", default="", help="commands behind the thresholds and passes")
     args = parser.parse_args(argv)
 
@@ -78,8 +81,13 @@ def main(argv=None) -> int:
         "preprocessing": PreprocessingConfig().to_dict(),
         "inference": {"passes": args.passes, "tile_size": 96},
         "quality": {
-            "presence": {"min_volume_mm3": args.presence_volume, "min_mean_probability": args.presence_probability},
+            "presence": {
+                "crop": {"min_volume_mm3": args.presence_crop[0], "min_mean_probability": args.presence_crop[1],
+                         "max_mean_entropy": args.presence_crop[2]},
+                "whole_head": {"min_volume_mm3": args.presence_head[0], "min_mean_probability": args.presence_head[1]},
+            },
             "trusted_max_spacing_mm": args.trusted_spacing,
+            "trusted_max_voxel_mm3": args.trusted_voxel,
             "measured_by": args.measured_by,
         },
         "weights": {"file": weights_path.name, "sha256": sha256sum(weights_path), "format": "torch state dict (weights_only)"},

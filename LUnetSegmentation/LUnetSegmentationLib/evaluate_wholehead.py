@@ -126,6 +126,7 @@ def evaluate_wholehead(pairs, model=None, device="cpu", variants=("1mm",), synth
                 result = label_image(variant_image(image, variant), loaded=loaded, name=name)
                 row.update(score(result, reference))
                 row["warnings"] = list(result.warnings)
+                row["confidence"] = result.details.get("confidence", {})
             except Exception as error:  # noqa: BLE001 - a failed case is a result too
                 row["error"] = str(error)
             row["seconds"] = round(time.time() - started, 2)

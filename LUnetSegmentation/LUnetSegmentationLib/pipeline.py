@@ -127,34 +127,46 @@ class LabelResult:
 
 
 def resolution_warnings(image: sitk.Image, card) -> list[str]:
-    """A warning when the scan's voxels are coarser along some axis than the model was shown to
-    be trustworthy for (the card's "quality"/"trusted_max_spacing_mm": the thickness at which
-    volumes drifted by more than 25 % on validation scans)."""
-    trusted = card.data.get("quality", {}).get("trusted_max_spacing_mm")
+    """A warning when the scan's voxels are coarser than the model was shown to be trustworthy
+    for: along any axis (the card's "quality"/"trusted_max_spacing_mm") or in volume
+    ("trusted_max_voxel_mm3"), where volumes drifted by more than 25 % on validation scans."""
+    quality = card.data.get("quality", {})
     spacing = np.asarray(image.GetSpacing(), dtype=float)
-    if trusted is None or spacing.max() <= float(trusted) + 1e-6:
+    limits = []
+    if quality.get("trusted_max_spacing_mm") is not None and spacing.max() > float(quality["trusted_max_spacing_mm"]) + 1e-6:
+        limits.append(f"{float(quality['trusted_max_spacing_mm']):g} mm along any axis")
+    if quality.get("trusted_max_voxel_mm3") is not None and np.prod(spacing) > float(quality["trusted_max_voxel_mm3"]) + 1e-6:
+        limits.append(f"{float(quality['trusted_max_voxel_mm3']):g} mm3 per voxel")
+    if not limits:
         return []
     return [
-        "The voxels are {} mm: coarser than the {:g} mm this model was validated for, so its volumes may be off "
-        "by more than 25 %. Use a 3D T1 with about 1 mm voxels where one exists, or a model trained for thick "
-        "slices.".format("x".join(f"{v:.3g}" for v in spacing), float(trusted))
+        "The voxels are {} mm: coarser than this model was validated for ({}), so its volumes may be off by more "
+        "than 25 %. Use a 3D scan with about 1 mm voxels where one exists.".format(
+            "x".join(f"{v:.3g}" for v in spacing), " and ".join(limits))
     ]
 
 
 def check_presence(confidence: dict, card, name: str) -> None:
     """Refuse to report a hippocampus the network is not sure of: a crop or region without one
     (temporal cortex, cerebellum, a CT) otherwise comes back as a confident-looking volume.
-    Thresholds: the card's "quality"/"presence" (min_volume_mm3 on the 1 mm model grid,
-    min_mean_probability inside the segment), chosen in experiments/presence_check.py."""
+    Thresholds: the card's "quality"/"presence", for crops and regions ("crop") and for each side
+    of a localized head ("whole_head"): min_volume_mm3 (on the 1 mm model grid),
+    min_mean_probability and optionally max_mean_entropy inside the segment; chosen from
+    experiments/presence_check.py and evaluate-wholehead figures."""
     presence = card.data.get("quality", {}).get("presence")
     if not presence:
         return
     for where, figures in confidence.items():
+        limits = presence.get("whole_head" if where in ("left", "right") else "crop", presence)
         volume, probability = float(figures.get("voxels", 0)), float(figures.get("mean_probability", 0.0))
-        if volume >= presence["min_volume_mm3"] and probability >= presence["min_mean_probability"]:
+        entropy = float(figures.get("mean_entropy", 1.0))
+        if (volume >= limits["min_volume_mm3"] and probability >= limits["min_mean_probability"]
+                and entropy <= limits.get("max_mean_entropy", 1.0)):
             continue
-        found = (f"the network found {volume:.0f} mm3 with a mean confidence of {probability:.2f}, where a hippocampus "
-                 f"gives at least {presence['min_volume_mm3']:g} mm3 and {presence['min_mean_probability']:.2f}")
+        found = (f"the network found {volume:.0f} mm3 with a mean confidence of {probability:.2f} and entropy "
+                 f"{entropy:.2f}, where a hippocampus gives at least {limits['min_volume_mm3']:g} mm3 and "
+                 f"{limits['min_mean_probability']:.2f}" + (f", entropy at most {limits['max_mean_entropy']:.2f}"
+                                                              if "max_mean_entropy" in limits else ""))
         if where in ("left", "right"):
             raise InputError(
                 f"No {where} hippocampus was found with confidence in {name!r} ({found}). Check that the volume is "

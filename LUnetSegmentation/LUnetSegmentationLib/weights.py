@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
-DEFAULT_MODEL = "hippocampus-lunet"
+# The default follows the measurements (README, "Which model"): FreeSurfer-style whole hippocampus,
+# any contrast, robust to 3 mm voxels and thick slices.
+DEFAULT_MODEL = "hippocampus-whole-lunet"
 
 
 class WeightsError(RuntimeError):
