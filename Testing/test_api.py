@@ -37,7 +37,7 @@ def test_segment_reaches_dice_and_writes_named_coded_segments_with_provenance(mr
     image, truth = crop
     volume = mrml.imageToVolumeNode(mrml_scene.scene, image, CASE)
     node = segment(volume, device="cpu", model=PARTS_MODEL)
-    card = find_model(None)
+    card = find_model(PARTS_MODEL)
     segments = _segments(node)
     assert list(segments) == ["Hippocampus anterior", "Hippocampus posterior"]
     for entry in card.labels:
