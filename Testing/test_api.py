@@ -145,7 +145,7 @@ def test_roi_restricts_the_work_to_its_box(mrml_scene, crop):
     roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "ROI")
     roi.SetCenter(*(matrix[:3, :3] @ centre_ijk + matrix[:3, 3]))
     roi.SetSize(*(half * np.asarray(image.GetSpacing())))
-    job = api.prepareSegmentation(volume, device="cpu", roiNode=roi)
+    job = api.prepareSegmentation(volume, device="cpu", roiNode=roi, model=PARTS_MODEL)
     start, stop = job.indexBox
     assert stop[0] - start[0] < size[0]
     job.compute()

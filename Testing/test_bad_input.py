@@ -221,7 +221,7 @@ def test_unknown_model_names_the_known_ones():
 
 def test_card_in_tmp_is_a_real_copy(model_copy):
     card_path, _ = model_copy
-    assert json.loads(card_path.read_text())["id"] == "hippocampus-lunet"
+    assert json.loads(card_path.read_text())["id"] == find_model(None).model_id
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".mgz"])

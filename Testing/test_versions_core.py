@@ -36,7 +36,8 @@ def test_model_cards_load_without_torch():
     cards = available_models()
     assert DEFAULT_MODEL in [card.model_id for card in cards]
     card = find_model(None)
-    assert [label["value"] for label in card.labels] == [1, 2]
+    assert card.model_id == DEFAULT_MODEL and card.labels
+    assert [label["value"] for label in card.labels] == list(range(1, len(card.labels) + 1))
 
 
 def test_damaged_card_is_refused_with_a_message(tmp_path):

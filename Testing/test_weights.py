@@ -56,7 +56,7 @@ def test_unknown_model_lists_known_ids():
 
 
 def test_card_describes_preprocessing_and_licence():
-    card = find_model()
+    card = find_model("hippocampus-lunet")
     assert card.data["license"] == "CC-BY-SA-4.0"
     assert "Decathlon" in card.data["attribution"]
     assert set(card.data["preprocessing"]) >= {"spacing", "direction", "clip_percentiles", "pad_value"}

@@ -43,7 +43,8 @@ def test_cli_on_whole_head_and_crop_files(wholebrain_dir, hippocampus_dir, tmp_p
     crop = hippocampus_dir / "imagesTr" / "hippocampus_001.nii.gz"
     out = tmp_path / "out"
     run = subprocess.run(
-        [sys.executable, "-m", "LUnetSegmentationLib", "segment", str(scan), str(crop), "--out", str(out), "--labelmap", "--device", "cpu", "--quiet"],
+        [sys.executable, "-m", "LUnetSegmentationLib", "segment", str(scan), str(crop), "--out", str(out), "--labelmap", "--device", "cpu", "--quiet",
+         "--model", PARTS_MODEL],
         capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stderr
@@ -60,21 +61,24 @@ def test_cli_on_whole_head_and_crop_files(wholebrain_dir, hippocampus_dir, tmp_p
 
 
 def test_three_millimetre_scan_still_finds_both_hippocampi(wholebrain_dir, tmp_path):
-    """Acceptance includes 3 mm scans: fs_norm resampled to 3 mm, labels compared with
-    FreeSurfer's on its 1 mm grid (measured 0.659; 0.787 at 1 mm, the loss is mostly the
-    3 mm voxels' blockiness)."""
+    """Acceptance includes 3 mm scans with the default model: fs_norm resampled to 3 mm, labels
+    compared with FreeSurfer's on its 1 mm grid, per side at least 0.70 (measured 0.75 / 0.78
+    with hippocampus-whole-lunet; hippocampus-lunet refuses it: no hippocampus with confidence)."""
     from LUnetSegmentationLib import segmentFiles
+    from LUnetSegmentationLib.weights import find_model
+    from LUnetSegmentationLib.wholebrain import side_label_table
 
     reference = sitk.ReadImage(str(wholebrain_dir / "fs_norm" / "aparc.a2009s+aseg.nii.gz"))
     scan = sitk.ReadImage(str(wholebrain_dir / "fs_norm" / "norm.nii.gz"))
     size = [int(round(n * s / 3.0)) for n, s in zip(scan.GetSize(), scan.GetSpacing())]
     coarse = sitk.Resample(scan, size, sitk.Transform(), sitk.sitkLinear, scan.GetOrigin(), [3.0] * 3, scan.GetDirection())
     sitk.WriteImage(coarse, str(tmp_path / "norm3mm.nii.gz"))
-    rows = segmentFiles([tmp_path / "norm3mm.nii.gz"], tmp_path / "out", device="cpu", labelmap=True, model=PARTS_MODEL)
+    rows = segmentFiles([tmp_path / "norm3mm.nii.gz"], tmp_path / "out", device="cpu", labelmap=True)
     assert rows[0]["status"] == "ok" and rows[0]["mode"] == "whole-head", rows
     labels = sitk.ReadImage(str(tmp_path / "out" / "norm3mm.nii.gz"))
     assert labels.GetSize() == coarse.GetSize()  # on the input's own 3 mm grid
     ours = sitk.GetArrayFromImage(sitk.Resample(labels, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
     theirs = sitk.GetArrayFromImage(reference)
-    assert dice(np.isin(ours, (1, 2)), theirs == 17) > 0.5
-    assert dice(np.isin(ours, (3, 4)), theirs == 53) > 0.5
+    sides = {side: [spec.value for spec in side_label_table(find_model()) if spec.side == side] for side in ("left", "right")}
+    assert dice(np.isin(ours, sides["left"]), theirs == 17) > 0.70
+    assert dice(np.isin(ours, sides["right"]), theirs == 53) > 0.70

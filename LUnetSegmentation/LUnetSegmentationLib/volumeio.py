@@ -283,7 +283,7 @@ def check_self_contained(path: str | Path) -> HeaderInfo:
         raise InputError(f"{path.name} is not a NIfTI, NRRD, MetaImage or FreeSurfer MGH volume (by its content). {what}")
     if info.data_file is not None:
         field = "data file" if info.format == "nrrd" else "ElementDataFile"
-        raise InputError(f"{path.name} names another file for its voxels ({field}: {info.data_file[:80]}); "
+        raise InputError(f"{path.name} names another file for its voxels ({field}: {info.data_file[:240]}); "
                          f"it was not read. {what}")
     if info.detached_header:
         raise InputError(f"{path.name} is a header whose voxels are in a separate file; it was not read. {what}")
