@@ -22,7 +22,6 @@ use no second application logic.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import logging
 import time
@@ -53,11 +52,9 @@ class BatchInterrupted(KeyboardInterrupt):
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from .weights import sha256sum
+
+    return sha256sum(path)
 
 
 def _planned_outputs(inputPaths, outputDir: Path, labelmap: bool) -> list[tuple[Path, str, Path, Path | None]]:

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import logging
 import os
@@ -172,11 +171,9 @@ def find_scans(bids_dir, participants=None, sessions=None) -> list[Scan]:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    from .weights import sha256sum
+
+    return sha256sum(path)
 
 
 def _write_atomic(path: Path, write_to) -> Path:

@@ -13,7 +13,6 @@ is normalised on its own, in `preprocess`).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 import urllib.request
@@ -48,12 +47,9 @@ class Case:
 
 
 def md5sum(path: Path) -> str:
-    # A chunk loop, not hashlib.file_digest (Python 3.11+; Slicer 5.8 has 3.9).
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from .weights import file_hexdigest
+
+    return file_hexdigest(path, "md5")
 
 
 def _strip_suffix(name: str) -> str | None:

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .augment import _rotation_matrices
+
 HIPPOCAMPUS_LABELS = (17, 53)
 
 # T1 tissue means on a 0..1 scale (white matter bright, grey matter mid, CSF dark), by
@@ -66,15 +68,6 @@ class SynthConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _rotations(angles: torch.Tensor) -> torch.Tensor:
-    cos, sin = torch.cos(angles), torch.sin(angles)
-    one, zero = torch.ones_like(cos[:, 0]), torch.zeros_like(cos[:, 0])
-    rx = torch.stack([one, zero, zero, zero, cos[:, 0], -sin[:, 0], zero, sin[:, 0], cos[:, 0]], 1).view(-1, 3, 3)
-    ry = torch.stack([cos[:, 1], zero, sin[:, 1], zero, one, zero, -sin[:, 1], zero, cos[:, 1]], 1).view(-1, 3, 3)
-    rz = torch.stack([cos[:, 2], -sin[:, 2], zero, sin[:, 2], cos[:, 2], zero, zero, zero, one], 1).view(-1, 3, 3)
-    return rz @ ry @ rx
 
 
 def _uniform(shape, low, high, generator, device):
@@ -125,7 +118,7 @@ class SyntheticGenerator:
         mirror = torch.where(torch.rand(batch, generator=generator, device=device) < 0.5, -1.0, 1.0)
         # Affine in voxel units around the crop centre; affine_grid works in (x, y, z) order
         # on normalised [-1, 1] coordinates, so build the matrix there.
-        linear = _rotations(angles) * scales[:, None, :]
+        linear = _rotation_matrices(angles) * scales[:, None, :]
         flip = torch.ones(batch, 3, device=device)
         flip[:, 0] = mirror  # x (R-L): mirror the hemisphere
         half_patch = (patch.flip(0) - 1) / 2  # x, y, z

@@ -21,14 +21,18 @@ class WeightsError(RuntimeError):
     """The model's card or weights are missing or damaged."""
 
 
-def sha256sum(path: Path, chunk_size: int = 1 << 20) -> str:
-    """SHA-256 of a file, read in 1 MiB chunks. A loop rather than `hashlib.file_digest`, which is
+def file_hexdigest(path: Path, algorithm: str = "sha256", chunk_size: int = 1 << 20) -> str:
+    """A file's digest, read in 1 MiB chunks. A loop rather than `hashlib.file_digest`, which is
     Python 3.11+ only: Slicer 5.8 ships Python 3.9, and this is on every segmentation's path."""
-    digest = hashlib.sha256()
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256sum(path: Path, chunk_size: int = 1 << 20) -> str:
+    return file_hexdigest(path, "sha256", chunk_size)
 
 
 @dataclass
