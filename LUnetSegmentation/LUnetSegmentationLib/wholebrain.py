@@ -195,8 +195,8 @@ def segment_head(
         start, stop = found.boxes[side]
         if not labels.any():
             raise LocalizationError(
-                f"No {side} hippocampus was found in the region the localization chose. Check that the volume is a "
-                "T1-weighted MRI of a head, or place a region of interest by hand."
+                f"No {side} hippocampus was found in the region the localization chose. Check that the volume is an "
+                "MRI of a head, or place a region of interest by hand."
             )
         region = tuple(slice(a, b) for a, b in zip(start[::-1], stop[::-1]))
         target = out[region]
