@@ -25,6 +25,8 @@ def test_results_of_another_volume_are_not_replaced(mrml_scene, hippocampus_dir)
     before = sorted(mrml.own_segment_ids(node))
     with pytest.raises(InputError, match="holds results computed for volume 'first'"):
         segment(second, node, device="cpu")
+    with pytest.raises(InputError, match="holds results computed for volume 'first'"):
+        mrml.check_segmentation_node(node, second)  # the check every path (console, panel's child) runs
     assert sorted(mrml.own_segment_ids(node)) == before
     assert node.GetAttribute("LUnetSegmentation.InputVolumeID") == first.GetID()
     segment(first, node, device="cpu")  # the same volume again: replaced as before

@@ -93,17 +93,7 @@ class SegmentationJob:
         """Write the segments and provenance (main thread); returns the segmentation node."""
         if self.result is None:
             raise RuntimeError("apply() called before compute() finished")
-        # Check again: the user may have changed the scene while compute() ran.
-        if self.volumeNode.GetScene() is None:
-            raise InputError("The input volume was removed from the scene while it was being segmented; nothing was written.")
-        if self.segmentationNode is not None and self.segmentationNode.GetScene() is None:
-            raise InputError(
-                "The output segmentation was removed from the scene while segmenting; nothing was written. "
-                "Run again to create a new one."
-            )
-        mrml.check_volume_node(self.volumeNode)
-        mrml.check_segmentation_node(self.segmentationNode, self.volumeNode)
-        node = self.segmentationNode or mrml.newSegmentationNode(self.volumeNode)
+        node = mrml.outputSegmentationNode(self.volumeNode, self.segmentationNode)
         self.segmentationNode = node
         labels = sitk.GetArrayViewFromImage(self.result.labels)
         self.segmentIds = mrml.writeSegments(node, labels, self.volumeNode, self.result.specs, self.card.model_id)
@@ -131,30 +121,12 @@ class SegmentationJob:
         return node
 
 
-def _refuse_results_of_another_volume(segmentationNode, volumeNode) -> None:
-    """Writing into a segmentation replaces the segments this module wrote before. When those
-    were computed for another volume, that would silently swap one scan's results for
-    another's: refuse, and say what to do."""
-    if segmentationNode is None or not mrml.own_segment_ids(segmentationNode):
-        return
-    madeFor = segmentationNode.GetAttribute(mrml.ATTRIBUTE_PREFIX + "InputVolumeID")
-    if madeFor and madeFor != volumeNode.GetID():
-        other = volumeNode.GetScene().GetNodeByID(madeFor) if volumeNode.GetScene() is not None else None
-        name = other.GetName() if other is not None else madeFor
-        raise InputError(
-            f"The segmentation {segmentationNode.GetName()!r} holds results computed for volume {name!r}; writing "
-            f"the results for {volumeNode.GetName()!r} into it would replace them. Choose 'Create new segmentation' "
-            "(or segment(volume) without a segmentation), or remove those segments first."
-        )
-
-
 def prepareSegmentation(volumeNode, segmentationNode=None, model=None, device="auto", roiNode=None) -> SegmentationJob:
     """Check everything and load the model (main thread); errors say what is wrong and what to do."""
     mrml.check_volume_node(volumeNode)
     if volumeNode.GetScene() is None:
         raise InputError(f"The volume {volumeNode.GetName()!r} is not in a scene.")
-    mrml.check_segmentation_node(segmentationNode, volumeNode)
-    _refuse_results_of_another_volume(segmentationNode, volumeNode)
+    mrml.check_segmentation_node(segmentationNode, volumeNode)  # also refuses results of another volume
     indexBox = mrml.roiToIndexBox(roiNode, volumeNode) if roiNode is not None else None
     image = mrml.volumeToImage(volumeNode)
     warnings = checkVoxels(image, volumeNode.GetName())

@@ -114,6 +114,10 @@ class ChildResult:
         return list(self.summary.get("notes", []))
 
     @property
+    def warnings(self) -> list:
+        return list(self.summary.get("warnings", []))
+
+    @property
     def volumes(self) -> dict:
         return dict(self.summary.get("volumes_mm3", {}))
 
@@ -403,23 +407,13 @@ class Runner:
         import SimpleITK as sitk
 
         from . import __version__, mrml
-        from .preprocess import InputError
 
         run = self.run
         if run is None or run.result is None or run.status.state != "done":
             raise RuntimeError("apply() needs a finished run; poll() until its state is 'done'.")
         self.run = None
         result = run.result
-        if run.volumeNode.GetScene() is None:
-            raise InputError("The input volume was removed from the scene while it was being segmented; nothing was written.")
-        if run.segmentationNode is not None and run.segmentationNode.GetScene() is None:
-            raise InputError(
-                "The output segmentation was removed from the scene while segmenting; nothing was written. "
-                "Run again to create a new one."
-            )
-        mrml.check_volume_node(run.volumeNode)
-        mrml.check_segmentation_node(run.segmentationNode, run.volumeNode)
-        node = run.segmentationNode or mrml.newSegmentationNode(run.volumeNode)
+        node = mrml.outputSegmentationNode(run.volumeNode, run.segmentationNode)
         labels = sitk.GetArrayViewFromImage(result.labels)
         model = result.model
         mrml.writeSegments(node, labels, run.volumeNode, result.specs, model.get("id", ""))
@@ -436,6 +430,7 @@ class Runner:
                 "ROINodeID": run.roiNode.GetID() if run.roiNode is not None else "",
                 "IndexBox": "" if run.indexBox is None else f"{run.indexBox[0]}-{run.indexBox[1]}",
                 "Notes": result.notes,
+                "Warnings": result.warnings,
                 "Mode": result.details.get("mode", ""),
                 "Localization": json.dumps(result.details["localization"]) if "localization" in result.details else "",
                 "HippocampusVolumesMm3": json.dumps(result.sideVolumes),

@@ -19,14 +19,13 @@ import SimpleITK as sitk
 from .pipeline import SegmentSpec, specs_from_card
 from .preprocess import InputError
 from .resample import RAS_TO_LPS, image_from_ijk_to_ras
+from .segfile import TAG_LABEL_VALUE, TAG_SOURCE, TAG_STRUCTURE
 
 log = logging.getLogger("LUnetSegmentation")
 
-# Segment tags and node attributes written by this module. The tag marks our own segments so
-# a re-run replaces exactly them and leaves every other segment (the user's edits) alone.
-TAG_SOURCE = "LUnetSegmentation.Source"  # value: model id
-TAG_STRUCTURE = "LUnetSegmentation.Structure"  # value: the label's key (its display name)
-TAG_LABEL_VALUE = "LUnetSegmentation.LabelValue"  # value: the model's label value, for labelmap export
+# Segment tags (segfile.TAG_*, shared with the .seg.nrrd writer) and node attributes written by
+# this module. The tag marks our own segments so a re-run replaces exactly them and leaves every
+# other segment (the user's edits) alone.
 ATTRIBUTE_PREFIX = "LUnetSegmentation."
 
 
@@ -271,6 +270,7 @@ def check_segmentation_node(segmentationNode, volumeNode) -> None:
         )
     if segmentationNode.GetScene() is not volumeNode.GetScene():
         raise InputError("The output segmentation and the input volume are in different scenes.")
+    _check_results_of_this_volume(segmentationNode, volumeNode)
     segmentation = segmentationNode.GetSegmentation()
     source = segmentation.GetSourceRepresentationName()
     labelmap = "Binary labelmap"
@@ -280,6 +280,38 @@ def check_segmentation_node(segmentationNode, volumeNode) -> None:
             "labelmap. Choose 'Create new segmentation' (its segments are kept as they are)."
         )
     _volume_to_segmentation_matrix(volumeNode, segmentationNode)
+
+
+def _check_results_of_this_volume(segmentationNode, volumeNode) -> None:
+    """Writing into a segmentation replaces the segments this module wrote before. When those
+    were computed for another volume, that would silently swap one scan's results for
+    another's: refuse, and say what to do."""
+    if not own_segment_ids(segmentationNode):
+        return
+    madeFor = segmentationNode.GetAttribute(ATTRIBUTE_PREFIX + "InputVolumeID")
+    if madeFor and madeFor != volumeNode.GetID():
+        other = volumeNode.GetScene().GetNodeByID(madeFor) if volumeNode.GetScene() is not None else None
+        name = other.GetName() if other is not None else madeFor
+        raise InputError(
+            f"The segmentation {segmentationNode.GetName()!r} holds results computed for volume {name!r}; writing "
+            f"the results for {volumeNode.GetName()!r} into it would replace them. Choose 'Create new segmentation' "
+            "(or segment(volume) without a segmentation), or remove those segments first."
+        )
+
+
+def outputSegmentationNode(volumeNode, segmentationNode):
+    """The node to write a finished run into (main thread): the checks again, because the user
+    may have changed the scene while the work ran, then the given node or a new one."""
+    if volumeNode.GetScene() is None:
+        raise InputError("The input volume was removed from the scene while it was being segmented; nothing was written.")
+    if segmentationNode is not None and segmentationNode.GetScene() is None:
+        raise InputError(
+            "The output segmentation was removed from the scene while segmenting; nothing was written. "
+            "Run again to create a new one."
+        )
+    check_volume_node(volumeNode)
+    check_segmentation_node(segmentationNode, volumeNode)
+    return segmentationNode or newSegmentationNode(volumeNode)
 
 
 def _volume_to_segmentation_matrix(volumeNode, segmentationNode) -> np.ndarray:
