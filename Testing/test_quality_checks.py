@@ -11,17 +11,14 @@ import SimpleITK as sitk
 
 from LUnetSegmentationLib import pipeline
 from LUnetSegmentationLib.preprocess import InputError
-from LUnetSegmentationLib.resample import simulate_acquisition
+from LUnetSegmentationLib.resample import crop_around_point, simulate_acquisition
 from LUnetSegmentationLib.volumeio import readImage
 
 MODEL = "hippocampus-lunet"
 
 
 def _crop(image: sitk.Image, centre_lps, size_mm=(44, 60, 44)) -> sitk.Image:
-    grid = sitk.Image([int(s) for s in size_mm], sitk.sitkFloat32)
-    grid.SetDirection([-1, 0, 0, 0, -1, 0, 0, 0, 1])
-    grid.SetOrigin((np.asarray(centre_lps) - np.diag([-1, -1, 1]) @ ((np.asarray(size_mm) - 1) / 2)).tolist())
-    return sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), grid, sitk.Transform(), sitk.sitkLinear, 0.0)
+    return crop_around_point(image, centre_lps, size_mm)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import SimpleITK as sitk
 
 from LUnetSegmentationLib.engine import Segmenter
 from LUnetSegmentationLib.localize import BOX_MM, localize
+from LUnetSegmentationLib.resample import crop_around_point
 from LUnetSegmentationLib.volumeio import readImage
 from LUnetSegmentationLib.weights import find_model
 
@@ -31,10 +32,7 @@ NEGATIVE_OFFSETS = {"lateral temporal cortex": (30, 0, 0), "cerebellum": (-12, 3
 
 def box(image: sitk.Image, centre_lps, size_mm=BOX_MM) -> sitk.Image:
     """An axis-aligned 1 mm crop of `size_mm` around a physical point."""
-    grid = sitk.Image([int(s) for s in size_mm], sitk.sitkFloat32)
-    grid.SetDirection([-1, 0, 0, 0, -1, 0, 0, 0, 1])
-    grid.SetOrigin((np.asarray(centre_lps) - np.diag([-1, -1, 1]) @ ((np.asarray(size_mm) - 1) / 2)).tolist())
-    return sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), grid, sitk.Transform(), sitk.sitkLinear, 0.0)
+    return crop_around_point(image, centre_lps, size_mm)
 
 
 def ct_like(seed=0) -> sitk.Image:

@@ -178,7 +178,7 @@ def _check_existing(plans, summaryPath: Path, input_shas: dict, weights_sha: str
     return skip
 
 
-def _rows_from_files(plan, row: dict, specs_for) -> None:
+def _rows_from_files(plan, row: dict) -> None:
     """Fill a skipped case's row (volumes, mode, device) from its complete earlier outputs."""
     _, _, seg_path, _ = plan
     fields = _header_fields(seg_path)
@@ -246,7 +246,7 @@ def segment_files(inputPaths, outputDir, model=None, device="auto", labelmap=Fal
     from . import pipeline
     from .resample import index_box_for_ras_box
     from .segfile import write_segmentation
-    from .volumeio import readImage
+    from .volumeio import readImage, writeLabelmap
 
     inputPaths = [str(p) for p in inputPaths]
     if not inputPaths:
@@ -277,7 +277,7 @@ def segment_files(inputPaths, outputDir, model=None, device="auto", labelmap=Fal
             started, cpu_started = time.time(), time.process_time()
             try:
                 if case in skip:
-                    _rows_from_files(plan, row, None)
+                    _rows_from_files(plan, row)
                     continue
                 image = readImage(inputPath)
                 row["read_s"] = round(time.time() - started, 3)
@@ -294,7 +294,7 @@ def segment_files(inputPaths, outputDir, model=None, device="auto", labelmap=Fal
                 }
                 if labelPath is not None:
                     note = _labelmap_note(card.weights_sha256, input_shas[case])
-                    write_atomic(labelPath, lambda tmp: _write_labelmap(result.labels, tmp, note))
+                    write_atomic(labelPath, lambda tmp: writeLabelmap(result.labels, tmp, note))
                 write_atomic(segPath, lambda tmp: write_segmentation(result.labels, result.specs, tmp, card.model_id, provenance))
                 row["write_s"] = round(time.time() - written, 3)
                 row["write_cpu_s"] = round(time.process_time() - written_cpu, 3)
@@ -331,8 +331,3 @@ def segment_files(inputPaths, outputDir, model=None, device="auto", labelmap=Fal
     _write_summary(summaryPath, rows, volumeColumns)
     return rows
 
-
-def _write_labelmap(labels: sitk.Image, path: Path, note: str) -> None:
-    image = sitk.Cast(labels, sitk.sitkUInt8)
-    image.SetMetaData("ITK_FileNotes", note)
-    sitk.WriteImage(image, str(path), useCompression=True)

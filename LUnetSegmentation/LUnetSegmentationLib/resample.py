@@ -176,3 +176,12 @@ def simulate_acquisition(image: sitk.Image, mm: float, axis: str | None = None) 
     origin = corner + direction @ (target / 2)
     return sitk.Resample(smooth, [int(s) for s in size], sitk.Transform(), sitk.sitkLinear, origin.tolist(),
                          target.tolist(), image.GetDirection(), 0.0, sitk.sitkFloat32)
+
+
+def crop_around_point(image: sitk.Image, centre_lps, size_mm) -> sitk.Image:
+    """A 1 mm crop of `size_mm` (x, y, z) around a physical point, on the RAS-aligned grid the
+    models work on (linear; outside the image 0): the shape of a crop a user would load."""
+    grid = sitk.Image([int(s) for s in size_mm], sitk.sitkFloat32)
+    grid.SetDirection([-1, 0, 0, 0, -1, 0, 0, 0, 1])
+    grid.SetOrigin((np.asarray(centre_lps) - np.diag([-1, -1, 1]) @ ((np.asarray(size_mm) - 1) / 2)).tolist())
+    return sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), grid, sitk.Transform(), sitk.sitkLinear, 0.0)

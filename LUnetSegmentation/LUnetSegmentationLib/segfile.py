@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-# Tags this module sets on its own segments (the same as mrml.TAG_*: a re-run in Slicer
-# recognises the segments it may replace).
-TAG_SOURCE = "LUnetSegmentation.Source"
-TAG_STRUCTURE = "LUnetSegmentation.Structure"
-TAG_LABEL_VALUE = "LUnetSegmentation.LabelValue"
+# Tags on the segments this module writes, in files and in MRML (mrml.py imports them): a re-run
+# in Slicer recognises the segments it may replace.
+TAG_SOURCE = "LUnetSegmentation.Source"  # value: model id
+TAG_STRUCTURE = "LUnetSegmentation.Structure"  # value: the label's key (its display name)
+TAG_LABEL_VALUE = "LUnetSegmentation.LabelValue"  # value: the model's label value, for labelmap export
 TERMINOLOGY_TAG = "TerminologyEntry"  # vtkSegment.GetTerminologyEntryTagName()
 
 

@@ -495,6 +495,10 @@ def readImage(path: str | Path, max_bytes: int | None = None) -> sitk.Image:
         raise InputError(f"Cannot read {path.name}: it is damaged or not a supported image ({first_line}).") from error
 
 
-def writeLabelmap(labels: sitk.Image, path: str | Path) -> None:
-    """Write a uint8 label image (NIfTI when the name ends in .nii/.nii.gz), compressed."""
-    sitk.WriteImage(sitk.Cast(labels, sitk.sitkUInt8), str(path), useCompression=True)
+def writeLabelmap(labels: sitk.Image, path: str | Path, note: str | None = None) -> None:
+    """Write a uint8 label image (NIfTI when the name ends in .nii/.nii.gz), compressed; `note`
+    goes into the header's description (NIfTI `descrip`, 80 characters)."""
+    image = sitk.Cast(labels, sitk.sitkUInt8)
+    if note is not None:
+        image.SetMetaData("ITK_FileNotes", note)
+    sitk.WriteImage(image, str(path), useCompression=True)

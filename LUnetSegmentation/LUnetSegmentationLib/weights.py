@@ -22,8 +22,8 @@ class WeightsError(RuntimeError):
 
 
 def file_hexdigest(path: Path, algorithm: str = "sha256", chunk_size: int = 1 << 20) -> str:
-    """A file's digest, read in 1 MiB chunks. A loop rather than `hashlib.file_digest`, which is
-    Python 3.11+ only: Slicer 5.8 ships Python 3.9, and this is on every segmentation's path."""
+    """A file's digest, read in 1 MiB chunks: a plain loop, because hashlib's own file helper is
+    Python 3.11+ only, Slicer 5.8 ships Python 3.9, and this is on every segmentation's path."""
     digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
