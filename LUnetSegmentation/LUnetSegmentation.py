@@ -113,7 +113,7 @@ class LUnetSegmentationParameterNode:
 
 class LUnetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The panel. Apply writes the volume (and ROI box) for a child process that runs the network
-    (`LUnetSegmentationLib.childprocess`), a QTimer reads the child's progress lines without ever
+    (`LUnetSegmentationLib.slicer_adapter.childprocess`), a QTimer reads the child's progress lines without ever
     waiting on it, Cancel kills the child, and the segments are written here on the main thread.
     The main thread never waits for the work: no join, no processEvents loop around it."""
 
@@ -412,7 +412,7 @@ class LUnetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
 
 class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
-    """Delegates to `LUnetSegmentationLib.api`, so the GUI, the console and batch scripts share one
+    """Delegates to `LUnetSegmentationLib.slicer_adapter.api`, so the GUI, the console and batch scripts share one
     code path. Usable without the widget:
 
         logic = slicer.util.getModuleLogic("LUnetSegmentation")  # or LUnetSegmentationLogic()
@@ -443,7 +443,7 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
 
     def _getRunner(self):
         if self._runner is None:
-            from LUnetSegmentationLib.childprocess import Runner
+            from LUnetSegmentationLib.slicer_adapter.childprocess import Runner
 
             self._runner = Runner(python=self.pythonSlicerExecutable())
         return self._runner
@@ -464,7 +464,7 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
     def pollSegmentation(self):
         """The run's Status (state, fraction, stage, message); reads the child's new output, never waits."""
         if self._runner is None:
-            from LUnetSegmentationLib.childprocess import Status
+            from LUnetSegmentationLib.slicer_adapter.childprocess import Status
 
             return Status()
         return self._runner.poll()
@@ -486,12 +486,12 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
         memory back to the driver. Imports nothing that is not loaded already."""
         import sys
 
-        pipeline = sys.modules.get("LUnetSegmentationLib.pipeline")
+        pipeline = sys.modules.get("LUnetSegmentationLib.runtime.pipeline")
         if pipeline is not None:
             pipeline.clear_model_cache()
-        worker = sys.modules.get("LUnetSegmentationLib.worker")
+        worker = sys.modules.get("LUnetSegmentationLib.slicer_adapter.worker")
         if worker is None and "torch" in sys.modules:
-            from LUnetSegmentationLib import worker
+            from LUnetSegmentationLib.slicer_adapter import worker
         return worker.release_torch_memory() if worker is not None else {"cuda_cache_emptied": False}
 
     def shutdown(self):
@@ -509,7 +509,7 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def availableModels():
-        from LUnetSegmentationLib.weights import available_models
+        from LUnetSegmentationLib.runtime.weights import available_models
 
         return available_models()
 
@@ -521,9 +521,9 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
         Never pip-installs torch directly: the PyTorch extension picks the build (CUDA or CPU)
         that matches this computer. The requirement is >=2.3 (builds for NumPy 2, which Slicer
         ships from 5.10); Intel Macs get 2.2 under NumPy 1 and a clear refusal under NumPy 2
-        (see LUnetSegmentationLib.dependencies).
+        (see LUnetSegmentationLib.slicer_adapter.dependencies).
         """
-        from LUnetSegmentationLib.dependencies import check_torch_version, torch_requirement
+        from LUnetSegmentationLib.slicer_adapter.dependencies import check_torch_version, torch_requirement
 
         requirement = torch_requirement()
         try:
@@ -560,7 +560,7 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
 
     def prepare(self, volumeNode, segmentationNode=None, model=None, device="auto", roiNode=None):
         """Check the inputs and read the voxels (main thread); returns a job to `compute()` then `apply()`."""
-        from LUnetSegmentationLib.api import prepareSegmentation
+        from LUnetSegmentationLib.slicer_adapter.api import prepareSegmentation
 
         return prepareSegmentation(volumeNode, segmentationNode=segmentationNode, model=model, device=device, roiNode=roiNode)
 
@@ -573,20 +573,20 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
             job.compute(progress=progress)
         finally:
             # The model stays cached for the next call; cached GPU blocks go back to the driver.
-            from LUnetSegmentationLib.worker import release_torch_memory
+            from LUnetSegmentationLib.slicer_adapter.worker import release_torch_memory
 
             release_torch_memory()
         return job.apply()
 
     def segmentFiles(self, inputPaths, outputDir, **kwargs):
-        """Batch: segment files on disk; see `LUnetSegmentationLib.api.segmentFiles`. The batch
+        """Batch: segment files on disk; see `LUnetSegmentationLib.slicer_adapter.api.segmentFiles`. The batch
         path needs no MRML scene, so it never builds a second application logic (which would
         register the segmentation converter rules again in Slicer's global factory)."""
         if not self.ensureDependencies(askConfirmation=True):
             raise RuntimeError(_("PyTorch is not installed; segmentation needs it."))
         if any(str(path).lower().endswith(".mgz") for path in inputPaths):
             self.ensureOptionalPackage("nibabel", "nibabel", _("Reading FreeSurfer .mgz files"))
-        from LUnetSegmentationLib.api import segmentFiles
+        from LUnetSegmentationLib.slicer_adapter.api import segmentFiles
 
         return segmentFiles(inputPaths, outputDir, **kwargs)
 
@@ -784,7 +784,7 @@ class LUnetSegmentationTest(ScriptedLoadableModuleTest):
         """Blobs are not anatomy: the console path runs to the end and the presence check answers
         "No hippocampus was found" instead of reporting a volume; nothing is written."""
         self._requireTorch()
-        from LUnetSegmentationLib.preprocess import InputError
+        from LUnetSegmentationLib.runtime.preprocess import InputError
 
         self.delayDisplay("Segmenting a synthetic volume on the CPU (console path, in process)")
         volumeNode = self._syntheticVolume()

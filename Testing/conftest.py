@@ -28,7 +28,7 @@ def mrml_scene():
     Volumes, Segmentations and SubjectHierarchy logics registered. Returns the HeadlessSlicer
     holder (it keeps the logics alive); the scene is `.scene`."""
     pytest.importorskip("slicer", reason="slicer-core (real MRML) is not installed")
-    from LUnetSegmentationLib import mrml
+    from LUnetSegmentationLib.slicer_adapter import mrml
 
     headless = mrml.createHeadlessScene()
     yield headless

@@ -14,9 +14,11 @@ from lunet_test_helpers import PARTS_MODEL, dice
 pytest.importorskip("slicer")
 pytest.importorskip("torch")
 
-from LUnetSegmentationLib import api, mrml, segment, terminology  # noqa: E402
-from LUnetSegmentationLib.preprocess import InputError  # noqa: E402
-from LUnetSegmentationLib.weights import find_model  # noqa: E402
+from LUnetSegmentationLib.slicer_adapter import api, mrml  # noqa: E402
+from LUnetSegmentationLib import segment  # noqa: E402
+from LUnetSegmentationLib.runtime import terminology  # noqa: E402
+from LUnetSegmentationLib.runtime.preprocess import InputError  # noqa: E402
+from LUnetSegmentationLib.runtime.weights import find_model  # noqa: E402
 
 CASE = "hippocampus_001"  # a validation case of the shipped model (not trained on)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from LUnetSegmentationLib.inference import mirror_flips, predict_batch
-from LUnetSegmentationLib.weights import find_model
+from LUnetSegmentationLib.runtime.inference import mirror_flips, predict_batch
+from LUnetSegmentationLib.runtime.weights import find_model
 
 pytest.importorskip("torch")
 
@@ -20,7 +20,7 @@ def test_mirror_passes_in_order():
 
 def test_onnx_runtime_matches_torch_on_a_tiled_mirrored_volume():
     pytest.importorskip("onnxruntime")
-    from LUnetSegmentationLib.backends import OnnxBackend, TorchBackend
+    from LUnetSegmentationLib.runtime.backends import OnnxBackend, TorchBackend
 
     card = find_model("hippocampus-lunet")
     volume = np.random.default_rng(1).standard_normal((2, 60, 70, 50)).astype(np.float32)  # 2 crops, tiled at 48
@@ -33,7 +33,7 @@ def test_onnx_runtime_matches_torch_on_a_tiled_mirrored_volume():
 
 def test_backend_choice(monkeypatch):
     pytest.importorskip("onnxruntime")
-    from LUnetSegmentationLib.backends import load_backend
+    from LUnetSegmentationLib.runtime.backends import load_backend
 
     card = find_model("hippocampus-lunet")
     assert load_backend(card, "cpu").name == "onnxruntime"

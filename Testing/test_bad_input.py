@@ -12,9 +12,11 @@ from lunet_test_helpers import add_volume, ijk_to_ras_matrix
 
 pytest.importorskip("slicer")
 
-from LUnetSegmentationLib import api, engine, mrml, segment  # noqa: E402
-from LUnetSegmentationLib.preprocess import InputError  # noqa: E402
-from LUnetSegmentationLib.weights import MODELS_DIR, WeightsError, find_model  # noqa: E402
+from LUnetSegmentationLib.slicer_adapter import api, mrml  # noqa: E402
+from LUnetSegmentationLib.runtime import engine  # noqa: E402
+from LUnetSegmentationLib import segment  # noqa: E402
+from LUnetSegmentationLib.runtime.preprocess import InputError  # noqa: E402
+from LUnetSegmentationLib.runtime.weights import MODELS_DIR, WeightsError, find_model  # noqa: E402
 
 
 def _brainish(shape=(24, 28, 20), seed=0):
@@ -136,7 +138,7 @@ def model_copy(tmp_path, request, monkeypatch):
 
 def _shipped_intact():
     card = find_model(None)
-    from LUnetSegmentationLib.weights import sha256sum
+    from LUnetSegmentationLib.runtime.weights import sha256sum
 
     return sha256sum(card.weights_path) == card.weights_sha256 and card.path.parent == MODELS_DIR
 
@@ -228,7 +230,7 @@ def test_card_in_tmp_is_a_real_copy(model_copy):
 def test_truncated_compressed_file_is_refused_not_read_as_zeros(tmp_path, wholebrain_dir, suffix):
     # ITK reads a truncated .nii.gz without error and fills the missing voxels with zeros:
     # a half-black brain would then be segmented as if it were whole.
-    from LUnetSegmentationLib.volumeio import readImage
+    from LUnetSegmentationLib.files.volumeio import readImage
 
     source = wholebrain_dir / "fs_norm" / f"norm{suffix}"
     truncated = tmp_path / f"truncated{suffix}"

@@ -14,8 +14,11 @@ from lunet_test_helpers import PARTS_MODEL, dice
 pytest.importorskip("slicer")
 pytest.importorskip("torch")
 
-from LUnetSegmentationLib import cli, mrml, segmentFiles, volumeio  # noqa: E402
-from LUnetSegmentationLib.preprocess import InputError  # noqa: E402
+from LUnetSegmentationLib.apps import cli  # noqa: E402
+from LUnetSegmentationLib.slicer_adapter import mrml  # noqa: E402
+from LUnetSegmentationLib import segmentFiles  # noqa: E402
+from LUnetSegmentationLib.files import volumeio  # noqa: E402
+from LUnetSegmentationLib.runtime.preprocess import InputError  # noqa: E402
 
 CASES = ["hippocampus_001", "hippocampus_011"]
 
@@ -160,7 +163,7 @@ def test_batch_runs_without_mrml_or_torch(hippocampus_dir, tmp_path):
     pytest.importorskip("onnxruntime")
     image = hippocampus_dir / "imagesTr" / "hippocampus_001.nii.gz"
     code = (
-        "import sys; from LUnetSegmentationLib.batch import segment_files; "
+        "import sys; from LUnetSegmentationLib.files.batch import segment_files; "
         f"rows = segment_files([{str(image)!r}], {str(tmp_path / 'out')!r}, device='cpu'); "
         "print(rows[0]['status'], 'slicer' in sys.modules, 'torch' in sys.modules, 'vtk' in sys.modules)"
     )

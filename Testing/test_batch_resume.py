@@ -9,8 +9,9 @@ import shutil
 import pytest
 
 from lunet_test_helpers import PARTS_MODEL
-from LUnetSegmentationLib import batch, cli
-from LUnetSegmentationLib.preprocess import InputError
+from LUnetSegmentationLib.files import batch
+from LUnetSegmentationLib.apps import cli
+from LUnetSegmentationLib.runtime.preprocess import InputError
 
 CASES = ["hippocampus_001", "hippocampus_011", "hippocampus_037"]
 
@@ -62,7 +63,7 @@ def test_foreign_files_are_refused_before_any_work(inputs, tmp_path):
 
 
 def test_ctrl_c_mid_batch_then_rerun_finishes(inputs, tmp_path, monkeypatch, capsys):
-    from LUnetSegmentationLib import pipeline
+    from LUnetSegmentationLib.runtime import pipeline
 
     out = tmp_path / "out"
     real = pipeline.label_image

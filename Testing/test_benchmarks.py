@@ -72,7 +72,7 @@ def test_ratios_are_figures_over_the_standard_unet(fast_result):
 def test_mac_count_agrees_with_torch_flop_counter():
     from torch.utils.flop_counter import FlopCounterMode
 
-    from LUnetSegmentationLib.model import NetworkConfig, build_network
+    from LUnetSegmentationLib.runtime.model import NetworkConfig, build_network
 
     speed = _load_speed()
     for config in (NetworkConfig(architecture="LUnet", levels=3, width=4), NetworkConfig(architecture="Unet", levels=3, width=2)):

@@ -27,9 +27,9 @@ import SimpleITK as sitk
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "LUnetSegmentation"))
 
-from LUnetSegmentationLib import bids  # noqa: E402
-from LUnetSegmentationLib.outputs import is_partial  # noqa: E402
-from LUnetSegmentationLib.preprocess import InputError  # noqa: E402
+from LUnetSegmentationLib.apps.bids import app as bids  # noqa: E402
+from LUnetSegmentationLib.files.outputs import is_partial  # noqa: E402
+from LUnetSegmentationLib.runtime.preprocess import InputError  # noqa: E402
 
 pytest.importorskip("distributed", reason="dask[distributed] is not installed (requirements.txt)")
 
@@ -81,7 +81,7 @@ def dataset(tmp_path_factory, request) -> Path:
 
 def run_app(*args, timeout=900) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO / "LUnetSegmentation"), OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "LUnetSegmentationLib.bids", *map(str, args)]
+    command = [sys.executable, "-m", "LUnetSegmentationLib.apps.bids", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
 
 
@@ -196,7 +196,7 @@ def test_derivative_names_follow_bids(processed, dataset):
     assert description["DatasetType"] == "derivative" and description["BIDSVersion"]
     made_by = description["GeneratedBy"][0]
     from LUnetSegmentationLib import __version__
-    from LUnetSegmentationLib.weights import find_model
+    from LUnetSegmentationLib.runtime.weights import find_model
 
     assert made_by["Name"] == "LUnetSegmentation" and made_by["Version"] == __version__
     assert made_by["ModelSHA256"] == find_model().weights_sha256 and re.fullmatch(r"[0-9a-f]{64}", made_by["ModelSHA256"])
@@ -246,8 +246,8 @@ def test_label_tables_images_and_sidecars(processed, dataset):
         names = {row["name"] for row in table}
         assert set(sidecar["LUnet"]["VolumesMm3"]) == names
     head = [row for row in csv.DictReader(open(out / "sub-02/anat/sub-02_desc-hippocampus_dseg.tsv"), delimiter="\t")]
-    from LUnetSegmentationLib.weights import find_model
-    from LUnetSegmentationLib.wholebrain import side_label_table
+    from LUnetSegmentationLib.runtime.weights import find_model
+    from LUnetSegmentationLib.runtime.wholebrain import side_label_table
 
     # the default model's own sided segments ("Left hippocampus", or anterior/posterior parts)
     assert {row["name"] for row in head} == {spec.segment_name for spec in side_label_table(find_model())}
@@ -263,8 +263,8 @@ def test_group_volumes_table(processed, dataset):
     head = by["sub-02/anat/sub-02_T1w.nii.gz"]
     left, right = float(head["left_hippocampus_mm3"]), float(head["right_hippocampus_mm3"])
     assert 1500 < left < 6000 and 1500 < right < 6000
-    from LUnetSegmentationLib.weights import find_model
-    from LUnetSegmentationLib.wholebrain import side_label_table
+    from LUnetSegmentationLib.runtime.weights import find_model
+    from LUnetSegmentationLib.runtime.wholebrain import side_label_table
 
     table = side_label_table(find_model())
     for side, total in (("left", left), ("right", right)):
@@ -382,7 +382,7 @@ def _cohort(root: Path, wholebrain: Path, subjects: int) -> Path:
 
 def _start(dataset: Path, out: Path, workers=2) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO / "LUnetSegmentation"), OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "LUnetSegmentationLib.bids", str(dataset), str(out), "participant", "--workers", str(workers)]
+    command = [sys.executable, "-m", "LUnetSegmentationLib.apps.bids", str(dataset), str(out), "participant", "--workers", str(workers)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
                             start_new_session=True)
 
@@ -476,7 +476,7 @@ def test_ctrl_c_stops_the_run_with_one_line(tmp_path, wholebrain_dir):
     dataset = _cohort(tmp_path / "ds", wholebrain_dir, SCANS)
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(REPO / "LUnetSegmentation"), OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "LUnetSegmentationLib.bids", str(dataset), str(out), "participant", "--workers", "2"]
+    command = [sys.executable, "-m", "LUnetSegmentationLib.apps.bids", str(dataset), str(out), "participant", "--workers", "2"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
                                start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for_sidecars(out, 1, process)
@@ -495,7 +495,7 @@ def _dies_on(task):
 
 @pytest.mark.slow
 def test_a_scan_that_kills_every_worker_is_recorded_and_the_others_finish():
-    from LUnetSegmentationLib import cohort
+    from LUnetSegmentationLib.apps.bids import cohort
 
     tasks = [{"n": n, "die": n == 2} for n in range(4)]
     lost = []

@@ -11,8 +11,8 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "LUnetSegmentation"))
 
-from LUnetSegmentationLib import report  # noqa: E402
-from LUnetSegmentationLib.pipeline import SegmentSpec  # noqa: E402
+from LUnetSegmentationLib.apps.bids import report  # noqa: E402
+from LUnetSegmentationLib.runtime.pipeline import SegmentSpec  # noqa: E402
 
 
 def row(scan, left=3000.0, right=3000.0, status="ok", correlation=0.6, entropy=None, error="", empty=False):

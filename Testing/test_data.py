@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from LUnetSegmentationLib.data import DatasetError, find_cases, load_case, read_label
-from LUnetSegmentationLib.preprocess import InputError, PreprocessingConfig, normalize_intensity
+from LUnetSegmentationLib.training.data import DatasetError, find_cases, load_case, read_label
+from LUnetSegmentationLib.runtime.preprocess import InputError, PreprocessingConfig, normalize_intensity
 
 
 def make_case(folder, name, label_dtype=sitk.sitkUInt8, image_dtype=sitk.sitkFloat32):
@@ -53,7 +53,7 @@ def test_non_integer_labels_are_refused(tmp_path):
 
 
 def test_wrong_archive_checksum_is_refused(tmp_path):
-    from LUnetSegmentationLib.data import extract_archive
+    from LUnetSegmentationLib.training.data import extract_archive
 
     archive = tmp_path / "Task04_Hippocampus.tar"
     archive.write_bytes(b"not the release")

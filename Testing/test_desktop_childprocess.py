@@ -14,9 +14,9 @@ from lunet_test_helpers import dice
 pytest.importorskip("slicer", reason="slicer-core (real MRML) is not installed")
 pytest.importorskip("torch", reason="the child needs torch")
 
-from LUnetSegmentationLib import mrml  # noqa: E402
-from LUnetSegmentationLib.childprocess import ChildError, Runner  # noqa: E402
-from LUnetSegmentationLib.weights import find_model  # noqa: E402
+from LUnetSegmentationLib.slicer_adapter import mrml  # noqa: E402
+from LUnetSegmentationLib.slicer_adapter.childprocess import ChildError, Runner  # noqa: E402
+from LUnetSegmentationLib.runtime.weights import find_model  # noqa: E402
 from lunet_test_helpers import PARTS_MODEL  # noqa: E402
 
 TIMEOUT_S = 180  # a loaded 2-core machine; a run takes a few seconds when idle

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from LUnetSegmentationLib.dependencies import DependencyError, check_torch_version, torch_requirement, version_tuple
+from LUnetSegmentationLib.slicer_adapter.dependencies import DependencyError, check_torch_version, torch_requirement, version_tuple
 
 
 def test_floor_is_23_where_wheels_exist():

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from LUnetSegmentationLib.worker import release_torch_memory  # noqa: E402
+from LUnetSegmentationLib.slicer_adapter.worker import release_torch_memory  # noqa: E402
 
 
 def test_release_without_cuda_does_nothing():
@@ -36,7 +36,7 @@ def test_release_never_imports_torch(monkeypatch):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 def test_real_gpu_memory_is_released_after_a_run():
-    from LUnetSegmentationLib import pipeline
+    from LUnetSegmentationLib.runtime import pipeline
     import SimpleITK as sitk
     import numpy as np
 

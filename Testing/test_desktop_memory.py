@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from LUnetSegmentationLib import memory
+from LUnetSegmentationLib.runtime import memory
 
 VM_STAT = """Mach Virtual Memory Statistics: (page size of 16384 bytes)
 Pages free:                               12000.

@@ -53,7 +53,7 @@ def module(monkeypatch, mrml_scene):
 @pytest.mark.slow
 def test_logic_runs_the_child_and_writes_segments(module, mrml_scene, hippocampus_dir):
     pytest.importorskip("torch", reason="the child needs torch")
-    from LUnetSegmentationLib import mrml
+    from LUnetSegmentationLib.slicer_adapter import mrml
 
     image = sitk.ReadImage(str(hippocampus_dir / "imagesTr" / "hippocampus_001.nii.gz"))
     volume = mrml.imageToVolumeNode(mrml_scene.scene, image, "hippocampus_001")
@@ -80,7 +80,7 @@ def test_logic_runs_the_child_and_writes_segments(module, mrml_scene, hippocampu
 
 def test_release_memory_clears_the_console_model_cache(module):
     pytest.importorskip("torch")
-    from LUnetSegmentationLib import pipeline
+    from LUnetSegmentationLib.runtime import pipeline
 
     pipeline._cache["probe"] = object()
     released = module.LUnetSegmentationLogic().releaseMemory()

@@ -8,7 +8,8 @@ from lunet_test_helpers import add_volume, ijk_to_ras_matrix
 
 pytest.importorskip("slicer", reason="slicer-core (real MRML) is not installed")
 
-from LUnetSegmentationLib import mrml, terminology  # noqa: E402
+from LUnetSegmentationLib.slicer_adapter import mrml  # noqa: E402
+from LUnetSegmentationLib.runtime import terminology  # noqa: E402
 
 
 def test_terminology_is_written_as_the_tag_every_version_reads(mrml_scene):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from LUnetSegmentationLib.childprocess import EventFile, parse_event_line, worker_command
-from LUnetSegmentationLib.worker import Emitter
+from LUnetSegmentationLib.slicer_adapter.childprocess import EventFile, parse_event_line, worker_command
+from LUnetSegmentationLib.slicer_adapter.worker import Emitter
 
 
 def test_progress_lines_are_parsed_and_clamped():
@@ -52,4 +52,4 @@ def test_emitter_writes_one_parseable_line_per_event_and_throttles_progress(tmp_
 def test_worker_command_puts_the_package_on_the_path_itself(tmp_path):
     command = worker_command("/opt/Slicer/bin/PythonSlicer", tmp_path)
     assert command[0] == "/opt/Slicer/bin/PythonSlicer" and command[1] == "-c" and command[3] == str(tmp_path)
-    assert "LUnetSegmentationLib.worker" in command[2]
+    assert "LUnetSegmentationLib.slicer_adapter.worker" in command[2]

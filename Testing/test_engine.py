@@ -6,9 +6,9 @@ import SimpleITK as sitk
 import torch
 
 from lunet_test_helpers import PARTS_MODEL
-from LUnetSegmentationLib import engine
-from LUnetSegmentationLib.engine import Segmenter
-from LUnetSegmentationLib.preprocess import InputError
+from LUnetSegmentationLib.runtime import engine
+from LUnetSegmentationLib.runtime.engine import Segmenter
+from LUnetSegmentationLib.runtime.preprocess import InputError
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_memory_estimate_refuses_large_regions_but_not_crops(segmenter, monkeypa
 def test_gpu_out_of_memory_retries_this_image_on_cpu_only(hippocampus_dir, monkeypatch):
     """A PyTorch backend whose GPU forward runs out of memory finishes the image on a CPU copy,
     says so, and tries the GPU again for the next image."""
-    from LUnetSegmentationLib.backends import TorchBackend
+    from LUnetSegmentationLib.runtime.backends import TorchBackend
 
     monkeypatch.setenv("LUNET_BACKEND", "torch")
     torch_segmenter = Segmenter(PARTS_MODEL, device="cpu")

@@ -35,7 +35,7 @@ def test_evaluate_command_writes_dice_and_hd95(small_dataset, tmp_path):
 
 
 def test_evaluate_unknown_case_is_an_error(small_dataset):
-    from LUnetSegmentationLib.evaluate import evaluate
+    from LUnetSegmentationLib.training.evaluate import evaluate
 
     with pytest.raises(ValueError, match="hippocampus_999"):
         evaluate(small_dataset, case_ids=["hippocampus_999"], printer=None)
@@ -47,7 +47,7 @@ def test_undefined_hd95_is_null_in_strict_json(hippocampus_dir, tmp_path):
     import numpy as np
     import SimpleITK as sitk
 
-    from LUnetSegmentationLib.evaluate import evaluate
+    from LUnetSegmentationLib.training.evaluate import evaluate
 
     for sub in ("imagesTr", "labelsTr"):
         (tmp_path / sub).mkdir()

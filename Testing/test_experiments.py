@@ -17,7 +17,7 @@ sys.path.insert(0, str(REPO / "experiments"))
 import paper_findings  # noqa: E402
 import pruning  # noqa: E402
 import results_page  # noqa: E402
-from LUnetSegmentationLib.model import LUnet, Unet, count_parameters  # noqa: E402
+from LUnetSegmentationLib.runtime.model import LUnet, Unet, count_parameters  # noqa: E402
 
 
 def _randomise_norms(network):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import os
 import re
 import struct
 import subprocess
@@ -38,17 +39,22 @@ SLICER_BUNDLED = {"slicer", "qt", "ctk", "vtk", "numpy", "SimpleITK", "mrml", "v
 LIB_ALLOWED_THIRD_PARTY = SLICER_BUNDLED | {"torch"}
 # Core modules the module panel, `from LUnetSegmentationLib import segment` and the console use
 # before PyTorch is known to be installed: none of them may pull torch in at import time.
-LIGHT_ENTRY_POINTS = ["__init__", "api", "weights", "mrml", "terminology", "volumeio"]
+LIGHT_ENTRY_POINTS = [
+    "LUnetSegmentationLib",
+    "LUnetSegmentationLib.slicer_adapter.api",
+    "LUnetSegmentationLib.slicer_adapter.mrml",
+    "LUnetSegmentationLib.runtime.weights",
+    "LUnetSegmentationLib.runtime.terminology",
+    "LUnetSegmentationLib.files.volumeio",
+]
 SKIPPED_DIRS = {"__pycache__"}
-# Not part of the Slicer extension: the optional web app (trame-slicer, its own environment), the
-# BIDS App (Dask, run from a Python environment of its own) and the synthetic-data training code.
+# Not part of the Slicer extension, whole folders: the training code (it needs the repository:
+# datasets, configs/, scripts), the BIDS App (Dask) and the web app (trame-slicer), each run
+# from the source install in a Python environment of its own.
 NOT_IN_EXTENSION = (
-    "LUnetSegmentationLib/web/",
-    "LUnetSegmentationLib/bids.py",
-    "LUnetSegmentationLib/cohort.py",
-    "LUnetSegmentationLib/report.py",
-    "LUnetSegmentationLib/synth.py",
-    "LUnetSegmentationLib/synth_train.py",
+    "LUnetSegmentationLib/training/",
+    "LUnetSegmentationLib/apps/bids/",
+    "LUnetSegmentationLib/apps/web/",
 )
 
 
@@ -124,14 +130,14 @@ def test_extension_files_never_import_the_web_app():
                     r"\s*from\s+(\.|LUnetSegmentationLib)\s+import\s+.*\bweb\b", line
                 ):
                     found.append((name, line.strip()))
-    assert found == [("LUnetSegmentationLib/cli.py", "from .web.app import is_loopback, serve")]
+    assert found == [("LUnetSegmentationLib/apps/cli.py", "from .web.app import is_loopback, serve")]
 
 
 def test_serve_without_the_web_environment_says_how_to_get_it(capsys):
     pytest.importorskip("slicer")  # the main environment: no trame-slicer there
     if importlib.util.find_spec("trame_slicer") is not None:
         pytest.skip("this environment has trame-slicer")
-    from LUnetSegmentationLib import cli
+    from LUnetSegmentationLib.apps import cli
 
     assert cli.main(["serve", "--port", "1"]) == 2
     assert "setup_web_env.sh" in capsys.readouterr().err
@@ -263,16 +269,24 @@ def file_scope_imports(path: Path) -> list[tuple[str, int]]:
     """(top-level name, level) of imports executed when the file is imported: module body and
     class bodies, not function bodies. level > 0 means a relative import."""
     found = []
+    for node in file_scope_import_nodes(path):
+        if isinstance(node, ast.Import):
+            found.extend((alias.name.split(".")[0], 0) for alias in node.names)
+        elif node.level:
+            found.extend(((node.module or alias.name).split(".")[0], node.level) for alias in node.names)
+        elif node.module != "__future__":
+            found.append((node.module.split(".")[0], 0))
+    return found
+
+
+def file_scope_import_nodes(path: Path) -> list:
+    """The import statements of a file that run when it is imported (not those in functions)."""
+    nodes = []
 
     def visit(statements):
         for node in statements:
-            if isinstance(node, ast.Import):
-                found.extend((alias.name.split(".")[0], 0) for alias in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    found.extend(((node.module or alias.name).split(".")[0], node.level) for alias in node.names)
-                elif node.module != "__future__":
-                    found.append((node.module.split(".")[0], 0))
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                nodes.append(node)
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             elif isinstance(node, ast.ClassDef):
@@ -284,7 +298,7 @@ def file_scope_imports(path: Path) -> list[tuple[str, int]]:
                         visit([n for n in block if isinstance(n, ast.stmt)] + [s for h in block if isinstance(h, ast.ExceptHandler) for s in h.body])
 
     visit(ast.parse(path.read_text(), filename=str(path)).body)
-    return found
+    return nodes
 
 
 def test_module_file_imports_only_what_slicer_bundles():
@@ -294,34 +308,108 @@ def test_module_file_imports_only_what_slicer_bundles():
     assert "LUnetSegmentationLib" not in {name for name, _ in imports}, "the core is imported lazily, not at start-up"
 
 
+def shipped_core_modules() -> dict[str, Path]:
+    """Dotted name -> file of every core module the extension ships."""
+    modules = {}
+    for name in make_package.module_files():
+        if name.startswith(f"{MODULE_NAME}Lib/") and name.endswith(".py"):
+            parts = name[: -len(".py")].split("/")
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules[".".join(parts)] = MODULE_DIR / name
+    return modules
+
+
+def local_imports(module: str, path: Path) -> set[str]:
+    """Dotted names of the core modules (and their packages) a file imports at file scope."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in file_scope_import_nodes(path):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+            target = ".".join(base + ([node.module] if node.module else []))
+            found.add(target)
+            found.update(f"{target}.{alias.name}" for alias in node.names)  # `from . import mrml`
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(f"{MODULE_NAME}Lib"):
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    found.add(package)  # importing a.b.c runs a/__init__ and a/b/__init__ first
+    found = {".".join(name.split(".")[:i]) for name in found for i in range(1, len(name.split(".")) + 1)}
+    return {name for name in found if is_core_module(name)}
+
+
+def is_core_module(dotted: str) -> bool:
+    """A module or package of the core on disk (not a function or class imported by name)."""
+    path = MODULE_DIR.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
 def test_core_imports_nothing_unbundled_at_file_scope():
-    for path in sorted(LIB_DIR.glob("*.py")):
+    for module, path in sorted(shipped_core_modules().items()):
         third_party = {name for name, level in file_scope_imports(path) if level == 0 and name not in sys.stdlib_module_names}
-        extra = third_party - LIB_ALLOWED_THIRD_PARTY - {"LUnetSegmentationLib"}
-        assert not extra, f"{path.name} imports {sorted(extra)} at file scope; import them where they are used (Slicer does not bundle them)"
+        extra = third_party - LIB_ALLOWED_THIRD_PARTY - {f"{MODULE_NAME}Lib"}
+        assert not extra, f"{module} imports {sorted(extra)} at file scope; import them where they are used (Slicer does not bundle them)"
 
 
 def test_light_core_modules_do_not_import_torch():
-    graph = {}
-    for path in LIB_DIR.glob("*.py"):
-        imports = file_scope_imports(path)
-        graph[path.stem] = {
-            "local": {name for name, level in imports if level} | {n for n, level in imports if not level and n == "LUnetSegmentationLib"},
-            "third_party": {name for name, level in imports if not level},
-        }
+    modules = shipped_core_modules()
     for entry in LIGHT_ENTRY_POINTS:
-        assert entry in graph, f"{entry}.py is missing from the core"
+        assert entry in modules, f"{entry} is missing from what the extension ships"
         seen, stack = set(), [entry]
         while stack:
             name = stack.pop()
-            if name in seen or name not in graph:
+            if name in seen or name not in modules:
                 continue
             seen.add(name)
-            assert "torch" not in graph[name]["third_party"], (
-                f"importing LUnetSegmentationLib.{entry} imports torch at file scope (via {name}.py); "
+            third_party = {top for top, level in file_scope_imports(modules[name]) if not level}
+            assert "torch" not in third_party, (
+                f"importing {entry} imports torch at file scope (via {name}); "
                 "torch must be imported on first use, after the PyTorch extension has installed it"
             )
-            stack.extend(graph[name]["local"])
+            stack.extend(local_imports(name, modules[name]))
+        assert len(seen) > 1 or entry == f"{MODULE_NAME}Lib", f"the import graph of {entry} was not followed"
+
+
+def test_shipped_layers_never_import_what_is_not_shipped():
+    """runtime/, files/, slicer_adapter/ and apps/cli.py import nothing from training/,
+    apps/bids/ or apps/web/ at file scope, so the installed extension imports cleanly; the CLI's
+    commands that need them check first (cli._installed) and say how to get the source install."""
+    modules = shipped_core_modules()
+    for module, path in modules.items():
+        imported = local_imports(module, path)
+        outside = sorted(name for name in imported if name.startswith(f"{MODULE_NAME}Lib.") and name not in modules
+                         and not any(other.startswith(name + ".") for other in modules))
+        assert not outside, f"{module} imports {outside} at file scope, which the extension does not ship"
+
+
+def test_layers_import_only_downwards():
+    """runtime <- files <- slicer_adapter <- apps, and training on the runtime: the tree is the
+    architecture only while no layer imports one above it (at file scope or in a function)."""
+    order = {"runtime": 0, "files": 1, "slicer_adapter": 2, "training": 2, "apps": 3}
+    lib = MODULE_DIR / f"{MODULE_NAME}Lib"
+    for path in sorted(lib.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        layer = path.relative_to(lib).parts[0]
+        if layer not in order:
+            continue
+        package = ".".join([f"{MODULE_NAME}Lib", *path.relative_to(lib).parts[:-1]])
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else [])).split(".")
+            elif node.module and node.module.startswith(f"{MODULE_NAME}Lib."):
+                target = node.module.split(".")
+            else:
+                continue
+            names = [target[1]] if len(target) > 1 else [alias.name for alias in node.names]
+            for other in names:
+                if other in order and other != layer:
+                    assert order[other] < order[layer] or (layer == "training" and other == "files"), (
+                        f"{path.relative_to(lib)} (layer {layer}) imports {other}, a layer above or beside it"
+                    )
 
 
 # ----------------------------------------------------------------------------- the package zip
@@ -334,14 +422,15 @@ root = Path(sys.argv[1])
 sys.path.insert(0, str(root))
 import numpy as np
 import LUnetSegmentationLib
-from LUnetSegmentationLib import api, mrml, weights
-from LUnetSegmentationLib.preprocess import InputError
+from LUnetSegmentationLib.slicer_adapter import api, mrml
+from LUnetSegmentationLib.runtime import weights
+from LUnetSegmentationLib.runtime.preprocess import InputError
 assert Path(LUnetSegmentationLib.__file__).resolve().is_relative_to(root.resolve()), LUnetSegmentationLib.__file__
 assert weights.MODELS_DIR.resolve().is_relative_to(root.resolve()), weights.MODELS_DIR
 slicer_app = mrml.createHeadlessScene()
 image_path = sys.argv[2] if len(sys.argv) > 2 else ""
 if image_path:
-    from LUnetSegmentationLib.volumeio import readImage
+    from LUnetSegmentationLib.files.volumeio import readImage
     volume = mrml.imageToVolumeNode(slicer_app.scene, readImage(image_path), "case")
 else:
     import SimpleITK as sitk
@@ -410,3 +499,35 @@ def test_unpacked_package_imports_and_segments(package_zip, tmp_path, request):
         overlap = 2 * ((labels > 0) & (truth > 0)).sum() / ((labels > 0).sum() + (truth > 0).sum())
         assert overlap > 0.8, f"hippocampus Dice {overlap:.3f} from the unpacked package"
         assert all(volume > 500 for volume in report["volumes"].values()), report["volumes"]
+
+
+def test_package_holds_no_training_bids_or_web_code(package_zip):
+    with zipfile.ZipFile(package_zip) as archive:
+        names = archive.namelist()
+    lib = f"{MODULE_NAME}/{MODULE_NAME}Lib/"
+    assert any(name.startswith(lib + "runtime/") for name in names)
+    for left_out in NOT_IN_EXTENSION:
+        assert not [name for name in names if name.startswith(f"{MODULE_NAME}/{left_out}")], f"{left_out} is in the package"
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--data", "DATA", "--out", "runs/x"],
+    ["evaluate", "--data", "DATA"],
+    ["evaluate-wholehead", "--pair", "norm.mgz", "aseg.mgz"],
+    ["bids", "BIDS", "OUT", "participant"],
+    ["serve", "--port", "1"],
+])
+def test_installed_extension_says_what_needs_the_source_install(package_zip, tmp_path, argv):
+    """The CLI as installed (from the unpacked package, not the checkout): commands whose code is
+    not shipped are still listed and answer with how to get the source install."""
+    with zipfile.ZipFile(package_zip) as archive:
+        archive.extractall(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / MODULE_NAME)}
+    done = subprocess.run([sys.executable, "-m", f"{MODULE_NAME}Lib", *argv], capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=60)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"`{argv[0]}` needs the full source install" in done.stderr and "git clone" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    listed = subprocess.run([sys.executable, "-m", f"{MODULE_NAME}Lib", "--help"], capture_output=True, text=True,
+                            cwd=tmp_path, env=env, timeout=60)
+    assert listed.returncode == 0 and f"{argv[0]}" in listed.stdout and "(source install only)" in listed.stdout

@@ -9,15 +9,16 @@ import shutil
 import pytest
 import SimpleITK as sitk
 
-from LUnetSegmentationLib import cli
-from LUnetSegmentationLib.preprocess import InputError
-from LUnetSegmentationLib.weights import WeightsError, find_model
+from LUnetSegmentationLib.apps import cli
+from LUnetSegmentationLib.runtime.preprocess import InputError
+from LUnetSegmentationLib.runtime.weights import WeightsError, find_model
 
 pytest.importorskip("torch")
 
 
 def test_results_of_another_volume_are_not_replaced(mrml_scene, hippocampus_dir):
-    from LUnetSegmentationLib import mrml, segment
+    from LUnetSegmentationLib.slicer_adapter import mrml
+    from LUnetSegmentationLib import segment
 
     first = mrml.imageToVolumeNode(mrml_scene.scene, sitk.ReadImage(str(hippocampus_dir / "imagesTr" / "hippocampus_001.nii.gz")), "first")
     second = mrml.imageToVolumeNode(mrml_scene.scene, sitk.ReadImage(str(hippocampus_dir / "imagesTr" / "hippocampus_011.nii.gz")), "second")
@@ -65,7 +66,7 @@ class Payload:
 def test_pickled_weights_are_refused_without_unpickling_advice(tmp_path, monkeypatch):
     import torch
 
-    from LUnetSegmentationLib import weights
+    from LUnetSegmentationLib.runtime import weights
 
     card = find_model("hippocampus-lunet")
     data = json.loads(card.path.read_text())
@@ -80,7 +81,7 @@ def test_pickled_weights_are_refused_without_unpickling_advice(tmp_path, monkeyp
 
 
 def test_missing_weights_say_missing(tmp_path):
-    from LUnetSegmentationLib import weights
+    from LUnetSegmentationLib.runtime import weights
 
     card = find_model("hippocampus-lunet")
     shutil.copy(card.path, tmp_path / card.path.name)  # the card without its weights

@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from LUnetSegmentationLib import checks, volumeio
-from LUnetSegmentationLib.preprocess import InputError
-from LUnetSegmentationLib.volumeio import (
+from LUnetSegmentationLib.runtime import checks
+from LUnetSegmentationLib.files import volumeio
+from LUnetSegmentationLib.runtime.preprocess import InputError
+from LUnetSegmentationLib.files.volumeio import (
     MAX_VOXELS,
     check_self_contained,
     estimate_voxels_and_bytes,
@@ -154,7 +155,7 @@ def test_command_line_file_naming_a_device_is_refused(tmp_path):
 
 
 def test_web_upload_naming_a_server_file_adds_nothing(mrml_scene, tmp_path, secret, no_voxel_read):
-    from LUnetSegmentationLib.web.session import WebSession
+    from LUnetSegmentationLib.apps.web.session import WebSession
 
     session = WebSession(mrml_scene.scene)
     before = mrml_scene.scene.GetNumberOfNodes()
@@ -209,8 +210,8 @@ def test_header_size_bomb_is_refused_from_the_header(tmp_path, no_voxel_read, ki
 
 def test_header_size_bomb_refused_within_seconds_and_1_5_gb(tmp_path):
     """The acceptance case, measured in a child process: its peak resident memory and time."""
-    script = ("import sys; from LUnetSegmentationLib.volumeio import readImage\n"
-              "from LUnetSegmentationLib.preprocess import InputError\n"
+    script = ("import sys; from LUnetSegmentationLib.files.volumeio import readImage\n"
+              "from LUnetSegmentationLib.runtime.preprocess import InputError\n"
               "try:\n    readImage(sys.argv[1])\nexcept InputError as e:\n    print('refused:', e)\n")
     for path in _bombs(tmp_path).values():
         started = time.monotonic()
@@ -252,8 +253,8 @@ def _bombs_below_the_voxel_limit(tmp_path) -> dict[str, Path]:
 def test_short_data_under_a_big_header_is_refused_without_allocating(tmp_path):
     """With memory to spare (forced in the child), a 4 GB claim over 1 KB of data is refused
     by the integrity check, streamed, in well under 1.5 GB and seconds."""
-    script = ("import sys; from LUnetSegmentationLib import volumeio\n"
-              "from LUnetSegmentationLib.preprocess import InputError\n"
+    script = ("import sys; from LUnetSegmentationLib.files import volumeio\n"
+              "from LUnetSegmentationLib.runtime.preprocess import InputError\n"
               "volumeio.available_memory_bytes = lambda: 1 << 40\n"
               "try:\n    volumeio.readImage(sys.argv[1])\nexcept InputError as e:\n    print('refused:', e)\n")
     for kind, path in _bombs_below_the_voxel_limit(tmp_path).items():
@@ -294,7 +295,7 @@ def test_estimates_match_what_is_read(wholebrain_dir, hippocampus_dir):
 
 def test_web_upload_limit_counts_uncompressed_bytes(mrml_scene, tmp_path):
     """A 3 MB volume of zeros and noise that compresses far below the 1 MB limit is refused."""
-    from LUnetSegmentationLib.web.session import WebSession
+    from LUnetSegmentationLib.apps.web.session import WebSession
 
     array = np.zeros((96, 96, 96), np.float32)  # 3.4 MB of voxels
     array[40:50, 40:50, 40:50] = _brainish((10, 10, 10))
@@ -474,7 +475,7 @@ def test_entry_check_passes_a_real_scan_without_warnings(hippocampus_dir):
 
 
 def test_web_session_uses_the_entry_check(mrml_scene, tmp_path, monkeypatch):
-    from LUnetSegmentationLib.web import session as web_session
+    from LUnetSegmentationLib.apps.web import session as web_session
 
     seen = []
     monkeypatch.setattr(web_session, "check_input", lambda image, name: seen.append(name) or ["a warning"])

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from LUnetSegmentationLib import outputs
-from LUnetSegmentationLib.outputs import (
+from LUnetSegmentationLib.files import outputs
+from LUnetSegmentationLib.files.outputs import (
     OutputError,
     OutputExistsError,
     check_output_dir,
@@ -23,7 +23,7 @@ from LUnetSegmentationLib.outputs import (
     remove_partials,
     write_atomic,
 )
-from LUnetSegmentationLib.preprocess import InputError
+from LUnetSegmentationLib.runtime.preprocess import InputError
 
 
 def _labels() -> sitk.Image:
@@ -230,7 +230,7 @@ def test_unwritable_place_is_refused_even_for_root():
 
 
 def test_complete_and_damaged_outputs_are_told_apart(tmp_path, mrml_scene):
-    from LUnetSegmentationLib import mrml
+    from LUnetSegmentationLib.slicer_adapter import mrml
     from lunet_test_helpers import add_volume, ijk_to_ras_matrix
 
     labels = tmp_path / "case.nii.gz"
@@ -295,8 +295,8 @@ def test_partials_of_a_killed_run_are_removed_and_nothing_else(tmp_path):
 @pytest.fixture
 def loaded(mrml_scene, tmp_path):
     """A web session with a small synthetic case and one painted segment."""
-    from LUnetSegmentationLib import mrml
-    from LUnetSegmentationLib.web.session import WebSession
+    from LUnetSegmentationLib.slicer_adapter import mrml
+    from LUnetSegmentationLib.apps.web.session import WebSession
 
     folder = tmp_path / "input"
     folder.mkdir()
@@ -327,7 +327,7 @@ def test_web_save_skips_a_dangling_symlink(loaded, tmp_path):
 
 
 def test_web_save_refuses_a_symlink_that_appears_while_saving(loaded, tmp_path, monkeypatch):
-    from LUnetSegmentationLib.web import session as web_session
+    from LUnetSegmentationLib.apps.web import session as web_session
 
     session, folder = loaded
     victim = tmp_path / "victim.nii.gz"

@@ -10,9 +10,9 @@ import pytest
 import SimpleITK as sitk
 
 from lunet_test_helpers import PARTS_MODEL
-from LUnetSegmentationLib import localize as L
-from LUnetSegmentationLib.preprocess import InputError
-from LUnetSegmentationLib.wholebrain import segment_head, side_label_table
+from LUnetSegmentationLib.runtime import localize as L
+from LUnetSegmentationLib.runtime.preprocess import InputError
+from LUnetSegmentationLib.runtime.wholebrain import segment_head, side_label_table
 
 LEFT, RIGHT = (1, 2), (3, 4)
 
@@ -31,7 +31,7 @@ def colin(wholebrain_dir):
 
 @pytest.fixture(scope="module")
 def segmenter():
-    from LUnetSegmentationLib.engine import Segmenter
+    from LUnetSegmentationLib.runtime.engine import Segmenter
 
     return Segmenter(PARTS_MODEL, device="cpu")
 

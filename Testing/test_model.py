@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from LUnetSegmentationLib.model import LUnet, NetworkConfig, Unet, build_network, count_parameters
+from LUnetSegmentationLib.runtime.model import LUnet, NetworkConfig, Unet, build_network, count_parameters
 
 
 @pytest.mark.parametrize("shape", [(35, 51, 35), (17, 9, 40), (16, 16, 16)])
@@ -48,7 +48,7 @@ def test_config_round_trip_rebuilds_same_network():
 
 
 def test_shipped_model_is_under_one_thirtieth_of_nnunet_size():
-    from LUnetSegmentationLib.weights import find_model
+    from LUnetSegmentationLib.runtime.weights import find_model
 
     card = find_model()
     nnunet_sized = count_parameters(Unet(num_classes=3, levels=4, width=32))  # 32-64-128-256

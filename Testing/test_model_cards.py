@@ -7,10 +7,10 @@ import csv
 
 import pytest
 
-from LUnetSegmentationLib.batch import summary_columns
-from LUnetSegmentationLib.pipeline import specs_from_card
-from LUnetSegmentationLib.weights import DEFAULT_MODEL, available_models
-from LUnetSegmentationLib.wholebrain import side_label_table
+from LUnetSegmentationLib.files.batch import summary_columns
+from LUnetSegmentationLib.runtime.pipeline import specs_from_card
+from LUnetSegmentationLib.runtime.weights import DEFAULT_MODEL, available_models
+from LUnetSegmentationLib.runtime.wholebrain import side_label_table
 
 CARDS = available_models()
 
@@ -42,7 +42,7 @@ def test_card_contract(card):
 
 @pytest.mark.parametrize("card", CARDS, ids=[c.model_id for c in CARDS])
 def test_crop_run_fills_the_cards_own_columns(card, hippocampus_dir, tmp_path):
-    from LUnetSegmentationLib.batch import segment_files
+    from LUnetSegmentationLib.files.batch import segment_files
 
     rows = segment_files([hippocampus_dir / "imagesTr" / "hippocampus_001.nii.gz"], tmp_path, model=card.model_id, device="cpu")
     assert rows[0]["status"] == "ok", rows[0]["error"]

@@ -10,8 +10,9 @@ from lunet_test_helpers import add_volume, ijk_to_ras_matrix, rotation, voxel_ra
 
 pytest.importorskip("slicer")
 
-from LUnetSegmentationLib import mrml, terminology  # noqa: E402
-from LUnetSegmentationLib.preprocess import InputError  # noqa: E402
+from LUnetSegmentationLib.slicer_adapter import mrml  # noqa: E402
+from LUnetSegmentationLib.runtime import terminology  # noqa: E402
+from LUnetSegmentationLib.runtime.preprocess import InputError  # noqa: E402
 
 # name -> (directions (columns = I, J, K axes in RAS), spacing, origin)
 GEOMETRIES = {

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from LUnetSegmentationLib import pipeline
-from LUnetSegmentationLib.preprocess import InputError
-from LUnetSegmentationLib.resample import crop_around_point, simulate_acquisition
-from LUnetSegmentationLib.volumeio import readImage
+from LUnetSegmentationLib.runtime import pipeline
+from LUnetSegmentationLib.runtime.preprocess import InputError
+from LUnetSegmentationLib.runtime.resample import crop_around_point, simulate_acquisition
+from LUnetSegmentationLib.files.volumeio import readImage
 
 MODEL = "hippocampus-lunet"
 
@@ -28,7 +28,7 @@ def norm(wholebrain_dir):
 
 @pytest.fixture(scope="module")
 def centres(norm):
-    from LUnetSegmentationLib.localize import localize
+    from LUnetSegmentationLib.runtime.localize import localize
 
     return localize(norm).centres_lps
 
@@ -60,7 +60,7 @@ def test_noise_and_a_ct_like_crop_are_refused():
 
 
 def test_resolution_warning_from_the_card():
-    from LUnetSegmentationLib.weights import find_model
+    from LUnetSegmentationLib.runtime.weights import find_model
 
     card = find_model(MODEL)
     trusted = card.data["quality"]["trusted_max_spacing_mm"]
@@ -74,8 +74,8 @@ def test_resolution_warning_from_the_card():
 
 @pytest.mark.slow
 def test_thick_slices_reach_summary_csv_as_a_warning(norm, tmp_path):
-    from LUnetSegmentationLib.batch import segment_files
-    from LUnetSegmentationLib.weights import find_model
+    from LUnetSegmentationLib.files.batch import segment_files
+    from LUnetSegmentationLib.runtime.weights import find_model
 
     quality = find_model(None).data["quality"]
     # 5 mm isotropic: within the 6 mm hard limit, beyond both shipped cards' trusted resolution

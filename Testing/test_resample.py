@@ -3,8 +3,8 @@ interpolation otherwise."""
 import numpy as np
 import SimpleITK as sitk
 
-from LUnetSegmentationLib.preprocess import PreprocessingConfig
-from LUnetSegmentationLib.resample import probabilities_to_input_grid, to_model_grid
+from LUnetSegmentationLib.runtime.preprocess import PreprocessingConfig
+from LUnetSegmentationLib.runtime.resample import probabilities_to_input_grid, to_model_grid
 
 CONFIG = PreprocessingConfig()
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from LUnetSegmentationLib.pipeline import SegmentSpec
-from LUnetSegmentationLib.segfile import write_segmentation
+from LUnetSegmentationLib.runtime.pipeline import SegmentSpec
+from LUnetSegmentationLib.files.segfile import write_segmentation
 
 pytest.importorskip("slicer")
-from LUnetSegmentationLib import mrml  # noqa: E402
+from LUnetSegmentationLib.slicer_adapter import mrml  # noqa: E402
 
 
 def _labels():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from LUnetSegmentationLib.synth import SynthConfig, SyntheticGenerator  # noqa: E402
+from LUnetSegmentationLib.training.synth import SynthConfig, SyntheticGenerator  # noqa: E402
 
 VALUES = np.array([0, 2, 3, 4, 17, 24, 53, 507])
 

@@ -4,11 +4,11 @@ import json
 import numpy as np
 import torch
 
-from LUnetSegmentationLib.augment import AugmentConfig, augment_batch
-from LUnetSegmentationLib.cache import split_cases
-from LUnetSegmentationLib.data import build_cache, find_cases
-from LUnetSegmentationLib.preprocess import PreprocessingConfig
-from LUnetSegmentationLib.train import TrainConfig, train
+from LUnetSegmentationLib.training.augment import AugmentConfig, augment_batch
+from LUnetSegmentationLib.training.cache import split_cases
+from LUnetSegmentationLib.training.data import build_cache, find_cases
+from LUnetSegmentationLib.runtime.preprocess import PreprocessingConfig
+from LUnetSegmentationLib.training.train import TrainConfig, train
 
 
 def small_config(epochs):

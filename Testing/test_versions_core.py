@@ -10,8 +10,8 @@ import hashlib
 
 import pytest
 
-from LUnetSegmentationLib import cli
-from LUnetSegmentationLib.weights import DEFAULT_MODEL, WeightsError, available_models, find_model, sha256sum
+from LUnetSegmentationLib.apps import cli
+from LUnetSegmentationLib.runtime.weights import DEFAULT_MODEL, WeightsError, available_models, find_model, sha256sum
 
 
 def test_sha256_matches_hashlib_across_chunk_boundaries(tmp_path):

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from LUnetSegmentationLib import mrml
-from LUnetSegmentationLib.preprocess import InputError
-from LUnetSegmentationLib.weights import WeightsError, find_model
-from LUnetSegmentationLib.web.session import WebSession, check_upload
+from LUnetSegmentationLib.slicer_adapter import mrml
+from LUnetSegmentationLib.runtime.preprocess import InputError
+from LUnetSegmentationLib.runtime.weights import WeightsError, find_model
+from LUnetSegmentationLib.apps.web.session import WebSession, check_upload
 from lunet_test_helpers import PARTS_MODEL, dice
 
 MB = 2**20

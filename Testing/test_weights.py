@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from LUnetSegmentationLib.weights import WeightsError, find_model, load_network
+from LUnetSegmentationLib.runtime.weights import WeightsError, find_model, load_network
 
 
 class Payload:
@@ -43,7 +43,7 @@ def test_pickled_objects_are_never_loaded(card_copy, tmp_path):
     # A weights file holding an arbitrary object: weights_only loading must refuse it even
     # when the checksum matches (someone could ship a malicious card + file pair).
     torch.save({"x": Payload()}, card_copy.weights_path)
-    from LUnetSegmentationLib.weights import sha256sum
+    from LUnetSegmentationLib.runtime.weights import sha256sum
 
     card_copy.data["weights"]["sha256"] = sha256sum(card_copy.weights_path)
     with pytest.raises(WeightsError, match="cannot be read"):

@@ -10,8 +10,8 @@ import pytest
 import SimpleITK as sitk
 
 from lunet_test_helpers import PARTS_MODEL
-from LUnetSegmentationLib import mrml
-from LUnetSegmentationLib.metrics import dice
+from LUnetSegmentationLib.slicer_adapter import mrml
+from LUnetSegmentationLib.training.metrics import dice
 
 pytestmark = pytest.mark.slow  # one whole-head run each (about 5 to 20 s on 2 cores)
 
@@ -20,7 +20,7 @@ SIDED = ["Left hippocampus anterior", "Left hippocampus posterior", "Right hippo
 
 def test_segment_on_a_whole_head_volume_node_writes_four_sided_segments(mrml_scene, wholebrain_dir):
     from LUnetSegmentationLib import segment
-    from LUnetSegmentationLib.volumeio import readImage
+    from LUnetSegmentationLib.files.volumeio import readImage
 
     image = readImage(wholebrain_dir / "colin27" / "ch2.nii.gz")
     volume = mrml.imageToVolumeNode(mrml_scene.scene, image, "colin27")
@@ -65,8 +65,8 @@ def test_three_millimetre_scan_still_finds_both_hippocampi(wholebrain_dir, tmp_p
     compared with FreeSurfer's on its 1 mm grid, per side at least 0.70 (measured 0.75 / 0.78
     with hippocampus-whole-lunet; hippocampus-lunet refuses it: no hippocampus with confidence)."""
     from LUnetSegmentationLib import segmentFiles
-    from LUnetSegmentationLib.weights import find_model
-    from LUnetSegmentationLib.wholebrain import side_label_table
+    from LUnetSegmentationLib.runtime.weights import find_model
+    from LUnetSegmentationLib.runtime.wholebrain import side_label_table
 
     reference = sitk.ReadImage(str(wholebrain_dir / "fs_norm" / "aparc.a2009s+aseg.nii.gz"))
     scan = sitk.ReadImage(str(wholebrain_dir / "fs_norm" / "norm.nii.gz"))
@@ -88,9 +88,9 @@ def test_three_millimetre_scan_still_finds_both_hippocampi(wholebrain_dir, tmp_p
 def test_coarse_scans_agree_with_the_1mm_result(wholebrain_dir, variant):
     """Issue 11's robustness target, default model: fs_norm at 3 mm isotropic and with 5 mm
     slices gives per side Dice at least 0.70 against its own 1 mm result, volumes within 25 %."""
-    from LUnetSegmentationLib.pipeline import label_image
-    from LUnetSegmentationLib.resample import simulate_acquisition
-    from LUnetSegmentationLib.volumeio import readImage
+    from LUnetSegmentationLib.runtime.pipeline import label_image
+    from LUnetSegmentationLib.runtime.resample import simulate_acquisition
+    from LUnetSegmentationLib.files.volumeio import readImage
 
     scan = readImage(wholebrain_dir / "fs_norm" / "norm.nii.gz")
     fine = label_image(scan, device="cpu", name="1 mm")

@@ -42,7 +42,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "LUnetSegmentation"))
 
-from LUnetSegmentationLib import __version__, bids  # noqa: E402
+from LUnetSegmentationLib import __version__  # noqa: E402
+from LUnetSegmentationLib.apps.bids import app as bids  # noqa: E402
 
 SCANS = [  # (folder, file) in the shared whole-brain data; .mgz left out (same scan as fs_norm/norm.nii.gz)
     ("colin27", "ch2.nii.gz"), ("fs_norm", "norm.nii.gz"), ("chris_t1", "chris_t1.nii.gz"),
@@ -113,11 +114,11 @@ def stages(data: Path, count: int, device: str) -> dict:
 
     import torch
 
-    from LUnetSegmentationLib import report
-    from LUnetSegmentationLib.localize import BOX_MM, localize
-    from LUnetSegmentationLib.pipeline import get_segmenter, label_image
-    from LUnetSegmentationLib.volumeio import readImage
-    from LUnetSegmentationLib.volumeio import readImage, writeLabelmap
+    from LUnetSegmentationLib.apps.bids import report
+    from LUnetSegmentationLib.runtime.localize import BOX_MM, localize
+    from LUnetSegmentationLib.runtime.pipeline import get_segmenter, label_image
+    from LUnetSegmentationLib.files.volumeio import readImage
+    from LUnetSegmentationLib.files.volumeio import readImage, writeLabelmap
 
     torch.set_num_threads(1)
     loaded = get_segmenter(None, device)
@@ -151,10 +152,10 @@ def stages(data: Path, count: int, device: str) -> dict:
 
 def _prepare(path: str, threads: int) -> dict:
     """On a CPU worker: read, localize, and the two aligned hippocampus crops (on the model's grid)."""
-    from LUnetSegmentationLib import cohort
-    from LUnetSegmentationLib.localize import BOX_MM, localize
-    from LUnetSegmentationLib.volumeio import readImage
-    from LUnetSegmentationLib.wholebrain import SIDES, _aligned_crop
+    from LUnetSegmentationLib.apps.bids import cohort
+    from LUnetSegmentationLib.runtime.localize import BOX_MM, localize
+    from LUnetSegmentationLib.files.volumeio import readImage
+    from LUnetSegmentationLib.runtime.wholebrain import SIDES, _aligned_crop
 
     segmenter = cohort.worker_model(None, "cpu", threads).segmenter  # for its preprocessing settings
     clock = time.process_time()
@@ -174,8 +175,8 @@ def _finish(prepared: dict, labels: list, out: str, offset: int) -> dict:
     import numpy as np
     import SimpleITK as sitk
 
-    from LUnetSegmentationLib.volumeio import writeLabelmap
-    from LUnetSegmentationLib.wholebrain import _labels_to_box, keep_largest_component
+    from LUnetSegmentationLib.files.volumeio import writeLabelmap
+    from LUnetSegmentationLib.runtime.wholebrain import _labels_to_box, keep_largest_component
 
     clock = time.process_time()
     image = prepared["image"]
@@ -202,9 +203,9 @@ def batched(data: Path, count: int, device: str, workers: int, batch: int, check
     import torch
     from dask.distributed import as_completed
 
-    from LUnetSegmentationLib import cohort
-    from LUnetSegmentationLib.pipeline import get_segmenter, label_image
-    from LUnetSegmentationLib.volumeio import readImage
+    from LUnetSegmentationLib.apps.bids import cohort
+    from LUnetSegmentationLib.runtime.pipeline import get_segmenter, label_image
+    from LUnetSegmentationLib.files.volumeio import readImage
 
     sources = [data / folder / name for folder, name in SCANS if (data / folder / name).is_file()]
     paths = [str(sources[i % len(sources)]) for i in range(count)]

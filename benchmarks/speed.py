@@ -5,7 +5,7 @@
 Needs torch and numpy only (no SimpleITK, no installed package: it puts the repository's
 LUnetSegmentation/ folder on sys.path itself), so it runs on a bare GPU server.
 
-Models (all built by LUnetSegmentationLib.model from a NetworkConfig):
+Models (all built by LUnetSegmentationLib.runtime.model from a NetworkConfig):
 - lunet: the shipped model, rebuilt from the "network" entry of its model card
   (4 levels, 16 channels at every level).
 - unet: the standard Unet baseline, meaning the classic Ronneberger layout with the same
@@ -57,9 +57,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from LUnetSegmentationLib.inference import _tile_starts, predict_probabilities  # noqa: E402
-from LUnetSegmentationLib.model import NetworkConfig, build_network, count_parameters  # noqa: E402
-from LUnetSegmentationLib.train import dice_ce_loss  # noqa: E402
+from LUnetSegmentationLib.runtime.inference import _tile_starts, predict_probabilities  # noqa: E402
+from LUnetSegmentationLib.runtime.model import NetworkConfig, build_network, count_parameters  # noqa: E402
+from LUnetSegmentationLib.training.train import dice_ce_loss  # noqa: E402
 
 CARD = REPO / "LUnetSegmentation" / "Resources" / "Models" / "hippocampus_lunet.json"
 BASELINE = "unet"

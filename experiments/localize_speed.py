@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from LUnetSegmentationLib.localize import FAST, THOROUGH, localize
-from LUnetSegmentationLib.volumeio import readImage
+from LUnetSegmentationLib.runtime.localize import FAST, THOROUGH, localize
+from LUnetSegmentationLib.files.volumeio import readImage
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wholebrain"
 SCANS = ["colin27/ch2.nii.gz", "fs_norm/norm.nii.gz", "chris_t1/chris_t1.nii.gz", "otsu_t1/otsu.nii.gz",

@@ -9,7 +9,7 @@
    level; Dice against remaining parameters (see pruning.py for the granularity).
 3. A narrow doubling Unet scaled down to a LUnet's parameter count, trained the same way.
 
-Every network is trained by `LUnetSegmentationLib.train.train` with one TrainConfig that
+Every network is trained by `LUnetSegmentationLib.training.train.train` with one TrainConfig that
 differs only in its network, for each seed. The seed also picks the train/validation split
 (`cache.split_cases`), so for a given seed every model sees the same split; the spread over
 seeds includes the split. The reported Dice is that of the final model on its validation
@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from LUnetSegmentationLib.model import NetworkConfig, build_network, count_parameters  # noqa: E402
-from LUnetSegmentationLib.train import TrainConfig, load_config, train  # noqa: E402
+from LUnetSegmentationLib.runtime.model import NetworkConfig, build_network, count_parameters  # noqa: E402
+from LUnetSegmentationLib.training.train import TrainConfig, load_config, train  # noqa: E402
 
 import pruning  # noqa: E402
 
@@ -273,8 +273,8 @@ def main(argv=None) -> int:
     data = Path(args.data)
     cache = data if data.suffix == ".npz" else work / "cache.npz"
     if data.suffix != ".npz" and not cache.exists():
-        from LUnetSegmentationLib.data import build_cache
-        from LUnetSegmentationLib.preprocess import PreprocessingConfig
+        from LUnetSegmentationLib.training.data import build_cache
+        from LUnetSegmentationLib.runtime.preprocess import PreprocessingConfig
 
         build_cache(data, cache, PreprocessingConfig())
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from LUnetSegmentationLib.engine import Segmenter
-from LUnetSegmentationLib.localize import BOX_MM, localize
-from LUnetSegmentationLib.resample import crop_around_point
-from LUnetSegmentationLib.volumeio import readImage
-from LUnetSegmentationLib.weights import find_model
+from LUnetSegmentationLib.runtime.engine import Segmenter
+from LUnetSegmentationLib.runtime.localize import BOX_MM, localize
+from LUnetSegmentationLib.runtime.resample import crop_around_point
+from LUnetSegmentationLib.files.volumeio import readImage
+from LUnetSegmentationLib.runtime.weights import find_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Offsets (LPS mm, for the left side; x mirrored for the right) from the hippocampus box centre.

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from LUnetSegmentationLib.model import NetworkConfig, UnetFamily, build_network
+from LUnetSegmentationLib.runtime.model import NetworkConfig, UnetFamily, build_network
 
 STRATEGIES = ("bn", "random_same", "random_widest")
 

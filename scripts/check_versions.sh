@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Version safety of what the extension ships, checked rather than hoped for (issue 13):
 #   1. vermin: no syntax or standard-library API newer than Python 3.9 (Slicer 5.8's Python) in
-#      the files the extension ships (training code and the web app excluded: they run in .venv).
+#      the files the extension ships (LUnetSegmentation/CMakeLists.txt: no training code, BIDS App
+#      or web app, which run in .venv).
 #   2. the torch-free core tests under the Python/NumPy pairs Slicer bundles:
 #        Slicer 5.8  -> CPython 3.9  + NumPy 1.26.4
 #        Slicer 5.10 -> CPython 3.12 + NumPy 2.0.2
@@ -26,8 +27,6 @@ TORCH_FREE_TESTS=(
   Testing/test_resample.py
   Testing/test_localize.py
 )
-# Shipped core files that are training-only (not on any segmentation path).
-TRAINING=(train.py data.py augment.py evaluate.py cache.py synth.py synth_train.py)
 
 python_for() {
   local path="$PYENV_ROOT/versions/$1/bin/python"
@@ -55,12 +54,10 @@ make_venv() {
 # 1. Static check with vermin over the shipped files.
 make_venv vermin 3.12.1 vermin==1.9.2
 # What ships is what the module's CMakeLists.txt lists (Testing/test_extension_files.py keeps that
-# list equal to the files on disk); training-only files are left out.
+# list equal to the files on disk, and training/, apps/bids/ and apps/web/ out of it).
 shipped=()
 for file in $(sed -n 's|^ *\${MODULE_NAME}\(.*\.py\)$|LUnetSegmentation/LUnetSegmentation\1|p' LUnetSegmentation/CMakeLists.txt); do
-  skip=0
-  for training in "${TRAINING[@]}"; do [ "$(basename "$file")" = "$training" ] && skip=1; done
-  [ $skip = 0 ] && shipped+=("$file")
+  shipped+=("$file")
 done
 status=0
 echo "check_versions: vermin -t=3.9- over ${#shipped[@]} shipped files"

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def find_data(given: str | None) -> Path:
-    from LUnetSegmentationLib.data import download_hippocampus, resolve_dataset
+    from LUnetSegmentationLib.training.data import download_hippocampus, resolve_dataset
 
     candidates = [given] if given else [
         os.environ.get("LUNET_DATA") and Path(os.environ["LUNET_DATA"]) / "Task04_Hippocampus",
@@ -41,8 +41,8 @@ def main() -> int:
     parser.add_argument("data", nargs="?")
     parser.add_argument("--out", default=str(REPO / "runs" / "demo"))
     args = parser.parse_args()
-    from LUnetSegmentationLib.metrics import dice
-    from LUnetSegmentationLib.weights import find_model
+    from LUnetSegmentationLib.training.metrics import dice
+    from LUnetSegmentationLib.runtime.weights import find_model
 
     data = find_data(args.data)
     card = find_model(CROP_MODEL)
@@ -81,9 +81,9 @@ CROP_MODEL = "hippocampus-lunet"
 def whole_head_demo(folder: Path, out: Path) -> dict:
     """One click on a whole-brain T1 with the default model: both hippocampi found, compared with
     FreeSurfer's (17, 53). Each side's label values come from the model card, not assumptions."""
-    from LUnetSegmentationLib.metrics import dice
-    from LUnetSegmentationLib.weights import find_model
-    from LUnetSegmentationLib.wholebrain import side_label_table
+    from LUnetSegmentationLib.training.metrics import dice
+    from LUnetSegmentationLib.runtime.weights import find_model
+    from LUnetSegmentationLib.runtime.wholebrain import side_label_table
 
     sides = {side: [spec.value for spec in side_label_table(find_model()) if spec.side == side] for side in ("left", "right")}
 

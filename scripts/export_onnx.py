@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "LUnetSegmentation"))
 
-from LUnetSegmentationLib.weights import ModelCard, load_network, sha256sum  # noqa: E402
+from LUnetSegmentationLib.runtime.weights import ModelCard, load_network, sha256sum  # noqa: E402
 
 
 def export(card_path: Path) -> dict:

@@ -37,7 +37,7 @@ ROI_COLOUR = QColor(255, 214, 0)
 def segment_colin(data: Path):
     """The real segmentation: shipped model, CPU, an ROI box around the AAL left hippocampus."""
     sys.path.insert(0, str(REPO / "LUnetSegmentation"))
-    from LUnetSegmentationLib.engine import Segmenter
+    from LUnetSegmentationLib.runtime.engine import Segmenter
 
     folder = data / "wholebrain" / "colin27"
     image = sitk.ReadImage(str(folder / "ch2.nii.gz"), sitk.sitkFloat32)

@@ -162,9 +162,9 @@ def main() -> None:
 
     import torch
 
-    from LUnetSegmentationLib.engine import Segmenter
-    from LUnetSegmentationLib.localize import BOX_MM
-    from LUnetSegmentationLib.wholebrain import segment_head
+    from LUnetSegmentationLib.runtime.engine import Segmenter
+    from LUnetSegmentationLib.runtime.localize import BOX_MM
+    from LUnetSegmentationLib.runtime.wholebrain import segment_head
 
     torch.set_num_threads(args.threads)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)

@@ -17,9 +17,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "LUnetSegmentation"))
 
-from LUnetSegmentationLib.model import build_network, count_parameters  # noqa: E402
-from LUnetSegmentationLib.preprocess import PreprocessingConfig  # noqa: E402
-from LUnetSegmentationLib.weights import sha256sum  # noqa: E402
+from LUnetSegmentationLib.runtime.model import build_network, count_parameters  # noqa: E402
+from LUnetSegmentationLib.runtime.preprocess import PreprocessingConfig  # noqa: E402
+from LUnetSegmentationLib.runtime.weights import sha256sum  # noqa: E402
 
 LABELS = [
     {"value": 1, "name": "Hippocampus anterior", "decathlon_name": "Anterior", "color": [0.86, 0.55, 0.16]},

@@ -22,9 +22,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "LUnetSegmentation"))
 
-from LUnetSegmentationLib.model import build_network, count_parameters  # noqa: E402
-from LUnetSegmentationLib.preprocess import PreprocessingConfig  # noqa: E402
-from LUnetSegmentationLib.weights import sha256sum  # noqa: E402
+from LUnetSegmentationLib.runtime.model import build_network, count_parameters  # noqa: E402
+from LUnetSegmentationLib.runtime.preprocess import PreprocessingConfig  # noqa: E402
+from LUnetSegmentationLib.runtime.weights import sha256sum  # noqa: E402
 
 MODEL_ID = "hippocampus-whole-lunet"
 ATTRIBUTION = (
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
         "weights": {"file": weights_path.name, "sha256": sha256sum(weights_path), "format": "torch state dict (weights_only)"},
         "training": {
             "data": "synthetic images from ../shared/data/synthseg_label_maps (20 whole-brain label maps, FreeSurfer numbering)",
-            "command": "python -m LUnetSegmentationLib.synth_train --crops .gpu/synth_crops.npz --out RUN (crops: scripts/make_synth_crops.py)",
+            "command": "python -m LUnetSegmentationLib.training.synth_train --crops .gpu/synth_crops.npz --out RUN (crops: scripts/make_synth_crops.py)",
             "split": summary["split"],
             "seed": summary["seed"],
             "recipe": {k: summary[k] for k in ("synth", "batch_size", "learning_rate", "initialised_from", "device",

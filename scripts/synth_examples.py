@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     import matplotlib.pyplot as plt
     import torch
 
-    from LUnetSegmentationLib.synth import SynthConfig, SyntheticGenerator
+    from LUnetSegmentationLib.training.synth import SynthConfig, SyntheticGenerator
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--crops", default=str(ROOT / ".gpu" / "synth_crops.npz"))

@@ -26,7 +26,7 @@ def _t1w(root: Path, subject: str, session: str | None) -> Path:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, request):
-    from LUnetSegmentationLib import bids
+    from LUnetSegmentationLib.apps.bids import app as bids
 
     hippocampus = request.getfixturevalue("hippocampus_dir")
     wholebrain = request.getfixturevalue("wholebrain_dir")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from LUnetSegmentationLib import cli
-from LUnetSegmentationLib.web import app
+from LUnetSegmentationLib.apps import cli
+from LUnetSegmentationLib.apps.web import app
 
 
 @pytest.fixture

@@ -225,7 +225,7 @@ def test_upload_and_bad_uploads_change_nothing(start_server, browser, tmp_path, 
 
 
 def test_failed_segmentation_keeps_the_volume_and_earlier_results(start_server, browser, tmp_path, hippocampus_dir):
-    from LUnetSegmentationLib.weights import find_model
+    from LUnetSegmentationLib.runtime.weights import find_model
 
     card = find_model(None)
     broken = tmp_path / "broken_model"
@@ -242,7 +242,7 @@ def test_failed_segmentation_keeps_the_volume_and_earlier_results(start_server, 
     assert "unchanged" in text(browser, "lunet-status")
     choose_model(browser, "LUnet", unless=".json")  # the shipped model
     good = press_segment(browser)
-    from LUnetSegmentationLib.pipeline import specs_from_card
+    from LUnetSegmentationLib.runtime.pipeline import specs_from_card
 
     assert sorted(good) == sorted(spec.segment_name for spec in specs_from_card(card)), good  # the default model's labels
     choose_model(browser, f"({card.path.name})")  # the broken one again

@@ -1,7 +1,10 @@
-"""Command line: `python -m LUnetSegmentationLib train | evaluate | segment ...` (no Qt, no Slicer app).
+"""Command line: `python -m LUnetSegmentationLib segment | train | evaluate | ...` (no Qt, no Slicer app).
 
-`segment` imports neither slicer-core nor the training code: its whole process (interpreter,
-imports, reading, localization, network, writing) is what a cohort pays per scan.
+`segment` imports neither slicer-core nor torch-based training code: its whole process
+(interpreter, imports, reading, localization, network, writing) is what a cohort pays per scan.
+
+The Slicer extension ships this file but not training/, apps/bids/ or apps/web/: there the
+commands that need them stay listed and say how to get the source install.
 """
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ import time
 _STARTED = time.perf_counter()  # before the heavy imports: --timings reports what they cost
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
+import importlib.util  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
@@ -17,7 +22,7 @@ from pathlib import Path  # noqa: E402
 
 
 def _train(args) -> int:
-    from .train import load_config, train
+    from ..training.train import load_config, train
 
     config = load_config(args.config)
     if args.epochs:
@@ -35,7 +40,7 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .evaluate import evaluate
+    from ..training.evaluate import evaluate
 
     mirror = None if args.mirror is None else args.mirror == "on"
     evaluate(args.data, model=args.model, case_ids=args.cases, device=args.device, mirror=mirror, out=args.out)
@@ -54,7 +59,7 @@ def _stop_on_sigterm() -> None:
 
 
 def _segment(args) -> int:
-    from .batch import BatchInterrupted, segment_files
+    from ..files.batch import BatchInterrupted, segment_files
 
     _stop_on_sigterm()
 
@@ -92,13 +97,43 @@ def _write_timings(path, rows, imports_done: float) -> None:
     interpreter start-up excluded) and per case read / localize / network / write seconds."""
     stages = ("read_s", "localize_s", "network_s", "write_s", "read_cpu_s", "localize_cpu_s", "network_cpu_s", "write_cpu_s")
     cases = [{"case": row["case"], **{k: row[k] for k in stages if k in row}, "total_s": float(row.get("seconds") or 0)} for row in rows]
-    from .outputs import write_atomic
+    from ..files.outputs import write_atomic
 
     text = json.dumps({"imports_s": round(imports_done - _STARTED, 3), "cases": cases}, indent=1)
     write_atomic(Path(path), lambda tmp: tmp.write_text(text), overwrite=True)
 
 
+SOURCE_URL = "https://github.com/lunet-segmentation/SlicerLUnetSegmentation"
+
+
+def _installed(layer: str) -> bool:
+    """Whether a layer of the package is here: the Slicer extension leaves out training/,
+    apps/bids/ and apps/web/ (LUnetSegmentation/CMakeLists.txt)."""
+    package = __package__.rpartition(".")[0]  # LUnetSegmentationLib
+    return importlib.util.find_spec(f"{package}.{layer}") is not None
+
+
+def _needs_source_install(command: str, layer: str, args=None) -> int:
+    print(
+        f"error: `{command}` needs the full source install of LUnetSegmentation: this copy (the Slicer "
+        f"extension) ships only what segmentation needs, without {layer.replace('.', '/')}/. To get it: "
+        f"`git clone {SOURCE_URL}`, then in that folder run `bash scripts/setup_env.sh` and "
+        f"`.venv/bin/python -m LUnetSegmentationLib {command} ...` (see its README).",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _add_source_only(commands, command: str, layer: str, help_text: str) -> None:
+    """A command whose code is not installed: still listed, takes any arguments, says what to do."""
+    parser = commands.add_parser(command, help=f"{help_text} (source install only)", add_help=False)
+    parser.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.set_defaults(run=functools.partial(_needs_source_install, command, layer), any_arguments=True)
+
+
 def _serve(args) -> int:
+    if not _installed("apps.web"):
+        return _needs_source_install("serve", "apps.web", args)
     try:
         from .web.app import is_loopback, serve
     except ImportError as error:
@@ -121,11 +156,8 @@ def _serve(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m LUnetSegmentationLib", description=__doc__)
-    parser.add_argument("--verbose", action="store_true")
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def _add_training_parsers(commands) -> None:
+    """train, evaluate, evaluate-wholehead: the training/ layer, imported only when they run."""
     train = commands.add_parser("train", help="train a network on a Decathlon-format dataset")
     train.add_argument("--data", required=True, help="Decathlon folder, release .tar, or a preprocessed cache .npz")
     train.add_argument("--config", default="hippocampus_lunet", help="JSON config file, or a name in configs/")
@@ -147,9 +179,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="full details of errors")
     evaluate.set_defaults(run=_evaluate)
 
-    from .evaluate_wholehead import add_parser as add_evaluate_wholehead
+    from ..training.evaluate_wholehead import add_parser as add_evaluate_wholehead
 
     add_evaluate_wholehead(commands)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m LUnetSegmentationLib", description=__doc__)
+    parser.add_argument("--verbose", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    if _installed("training"):
+        _add_training_parsers(commands)
+    else:
+        _add_source_only(commands, "train", "training", "train a network on a Decathlon-format dataset")
+        _add_source_only(commands, "evaluate", "training", "Dice and HD95 per label on a labelled Decathlon folder")
+        _add_source_only(commands, "evaluate-wholehead", "training", "per-side Dice/HD95/volume ratio against FreeSurfer labels")
 
     segment = commands.add_parser("segment", help="segment MRI files (NIfTI, NRRD, .mgz) into DIR/<case>.seg.nrrd")
     segment.add_argument("inputs", nargs="+", help="input volumes")
@@ -177,22 +222,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="full details of errors")
     serve.set_defaults(run=_serve)
 
-    try:  # the BIDS App (bids.py) is not shipped in the Slicer extension, which has no Dask
-        from .bids import add_bids_parser
-    except ImportError:
-        pass
-    else:
+    if _installed("apps.bids"):
+        from .bids.app import add_bids_parser
+
         add_bids_parser(commands)
+    else:
+        _add_source_only(commands, "bids", "apps.bids", "BIDS App: segment a BIDS dataset on Dask")
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "any_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if args.verbose:  # our own details (tracebacks of refused cases), not every library's debug output
         logging.getLogger("LUnetSegmentation").setLevel(logging.DEBUG)
-    from .preprocess import InputError
-    from .weights import WeightsError
+    from ..runtime.preprocess import InputError
+    from ..runtime.weights import WeightsError
 
     try:
         return args.run(args)

@@ -17,8 +17,10 @@ from collections.abc import Callable
 
 import SimpleITK as sitk
 
-from . import __version__, mrml, pipeline
-from .preprocess import InputError
+from .. import __version__
+from ..runtime import pipeline
+from ..runtime.preprocess import InputError
+from . import mrml
 
 log = logging.getLogger("LUnetSegmentation")
 
@@ -34,7 +36,7 @@ clearModelCache = pipeline.clear_model_cache
 def checkVoxels(image: sitk.Image, name: str) -> list[str]:
     """The single entry check (checks.check_input): refuses what the model cannot use with a
     message that says why; returns warnings for input it can use but trusts less."""
-    from .checks import check_input
+    from ..runtime.checks import check_input
 
     return check_input(image, name)
 
@@ -131,7 +133,7 @@ def prepareSegmentation(volumeNode, segmentationNode=None, model=None, device="a
     image = mrml.volumeToImage(volumeNode)
     warnings = checkVoxels(image, volumeNode.GetName())
     loaded = getSegmenter(model, device)
-    from .localize import looks_like_crop
+    from ..runtime.localize import looks_like_crop
 
     if indexBox is not None or looks_like_crop(image):
         # Whole-head scans are checked per hippocampus crop inside the engine instead: they
@@ -169,7 +171,7 @@ def segmentFiles(inputPaths, outputDir, model=None, device="auto", labelmap=Fals
     per case ("status" is "ok" or "error"). Needs no MRML scene: in Slicer's console it does
     not touch the application's scene or logics.
     """
-    from .batch import segment_files
+    from ..files.batch import segment_files
 
     return segment_files(inputPaths, outputDir, model=model, device=device, labelmap=labelmap,
                          showProgress=showProgress, roi=roi)

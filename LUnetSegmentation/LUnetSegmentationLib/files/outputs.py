@@ -7,7 +7,7 @@ by a move that refuses any existing name (file, directory, dangling or live symb
 checked at that moment, not at the start of a run. On any error, Ctrl-C or disk full the
 temporary file is removed, so a run that stops leaves either the complete file or nothing.
 
-    from LUnetSegmentationLib.outputs import write_atomic
+    from LUnetSegmentationLib.files.outputs import write_atomic
     write_atomic(out / "sub-01.nii.gz", lambda tmp: sitk.WriteImage(labels, str(tmp), True))
 
 Only the standard library here: usable from the CLI, the batch API, the BIDS App and the web.
@@ -22,7 +22,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from .preprocess import InputError
+from ..runtime.preprocess import InputError
 
 PARTIAL_TAG = ".partial-"
 _MULTI_SUFFIXES = (".seg.nrrd", ".nii.gz", ".tar.gz")

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..runtime.preprocess import InputError
 from .metrics import dice, hausdorff95
-from .preprocess import InputError
 
 FREESURFER_HIPPOCAMPUS = {"left": 17, "right": 53}
 VARIANT_HELP = "'1mm' (as stored), '<k>mm' (isotropic k mm), '1x1x<k>' / '1x<k>x1' / '<k>x1x1' (k mm along S-I / A-P / R-L)"
@@ -53,7 +53,7 @@ def parse_variant(variant: str):
 
 
 def variant_image(image: sitk.Image, variant: str) -> sitk.Image:
-    from .resample import simulate_acquisition
+    from ..runtime.resample import simulate_acquisition
 
     axis, mm = parse_variant(variant)
     return image if mm is None else simulate_acquisition(image, mm, axis)
@@ -95,9 +95,9 @@ def score(result, reference: sitk.Image) -> dict:
 
 def evaluate_wholehead(pairs, model=None, device="cpu", variants=("1mm",), synthetic=None, subjects=None,
                        contrasts=("t1", "t2", "flair"), seed=0, passes=None, printer=print) -> dict:
-    from .engine import Segmenter
-    from .pipeline import LoadedModel, label_image
-    from .volumeio import case_name, readImage
+    from ..files.volumeio import case_name, readImage
+    from ..runtime.engine import Segmenter
+    from ..runtime.pipeline import LoadedModel, label_image
 
     for variant in variants:
         parse_variant(variant)  # refuse a typo before any work
@@ -159,7 +159,7 @@ def _line(row) -> str:
 
 
 def run(args) -> int:
-    from .outputs import write_atomic
+    from ..files.outputs import write_atomic
 
     if not args.pair and not args.synthetic:
         raise InputError("Give at least one --pair IMAGE LABELS or --synthetic DIR.")

@@ -11,7 +11,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
+from .. import RESOURCES_DIR
+
+MODELS_DIR = RESOURCES_DIR / "Models"
 # The default follows the measurements (README, "Which model"): FreeSurfer-style whole hippocampus,
 # any contrast, robust to 3 mm voxels and thick slices.
 DEFAULT_MODEL = "hippocampus-whole-lunet"

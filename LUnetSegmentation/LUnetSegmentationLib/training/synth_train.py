@@ -1,6 +1,6 @@
 """Train the whole-hippocampus LUnet on synthetic images generated from label maps (synth.py).
 
-    python -m LUnetSegmentationLib.synth_train --crops .gpu/synth_crops.npz --out runs/synth \
+    python -m LUnetSegmentationLib.training.synth_train --crops .gpu/synth_crops.npz --out runs/synth \
         [--minutes 60] [--init hippocampus-lunet] [--device auto]
 
 Pure torch and numpy (runs unchanged on a lent GPU). Label maps are split by subject: the last
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .model import NetworkConfig, build_network, count_parameters
+from ..runtime.model import NetworkConfig, build_network, count_parameters
 from .synth import SynthConfig, SyntheticGenerator
 from .train import dice_ce_loss
 
@@ -41,7 +41,7 @@ def _save(obj, path: Path) -> None:
 
 
 def _initialise_from(network, model: str) -> str:
-    from .weights import find_model, load_state_dict
+    from ..runtime.weights import find_model, load_state_dict
 
     card = find_model(model)
     state = load_state_dict(card)

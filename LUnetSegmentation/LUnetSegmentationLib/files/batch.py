@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from . import __version__
-from .preprocess import InputError
+from .. import __version__
+from ..runtime.preprocess import InputError
 
 log = logging.getLogger("LUnetSegmentation")
 
@@ -52,7 +52,7 @@ class BatchInterrupted(KeyboardInterrupt):
 
 
 def file_sha256(path: Path) -> str:
-    from .weights import sha256sum
+    from ..runtime.weights import sha256sum
 
     return sha256sum(path)
 
@@ -207,8 +207,8 @@ def _rows_from_files(plan, row: dict) -> None:
 def summary_columns(card) -> list[str]:
     """summary.csv's volume columns for a model, from its card (crop labels, sided labels,
     per-side totals), each once."""
-    from .pipeline import specs_from_card
-    from .wholebrain import side_label_table
+    from ..runtime.pipeline import specs_from_card
+    from ..runtime.wholebrain import side_label_table
 
     names = [s.segment_name for s in specs_from_card(card)] + [s.segment_name for s in side_label_table(card)]
     names += ["Left hippocampus", "Right hippocampus"]
@@ -242,9 +242,9 @@ def _progress_bar(items, show: bool):
 def segment_files(inputPaths, outputDir, model=None, device="auto", labelmap=False, showProgress=False, roi=None) -> list[dict]:
     """See the module docstring; returns one dict per case ("status": "ok", "error" or
     "interrupted"; stage timings in "read_s", "localize_s", "network_s", "write_s")."""
+    from ..runtime import pipeline
+    from ..runtime.resample import index_box_for_ras_box
     from .outputs import check_output_dir, write_atomic
-    from . import pipeline
-    from .resample import index_box_for_ras_box
     from .segfile import write_segmentation
     from .volumeio import readImage, writeLabelmap
 

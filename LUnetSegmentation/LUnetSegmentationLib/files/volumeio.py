@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .memory import available_memory_bytes
-from .preprocess import InputError
-from .resample import image_from_ijk_to_ras
+from ..runtime.memory import available_memory_bytes
+from ..runtime.preprocess import InputError
+from ..runtime.resample import image_from_ijk_to_ras
 
 SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".mgz", ".mgh")
 

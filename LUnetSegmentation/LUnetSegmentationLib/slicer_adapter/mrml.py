@@ -16,10 +16,10 @@ import logging
 import numpy as np
 import SimpleITK as sitk
 
-from .pipeline import SegmentSpec, specs_from_card
-from .preprocess import InputError
-from .resample import RAS_TO_LPS, image_from_ijk_to_ras
-from .segfile import TAG_LABEL_VALUE, TAG_SOURCE, TAG_STRUCTURE
+from ..files.segfile import TAG_LABEL_VALUE, TAG_SOURCE, TAG_STRUCTURE
+from ..runtime.pipeline import SegmentSpec, specs_from_card
+from ..runtime.preprocess import InputError
+from ..runtime.resample import RAS_TO_LPS, image_from_ijk_to_ras
 
 log = logging.getLogger("LUnetSegmentation")
 
@@ -151,7 +151,7 @@ def volumeToImage(volumeNode, available_bytes: int | None = None) -> sitk.Image:
     # Estimate before copying: the copy, its float32 version and the label image.
     needed = int(np.prod(dims)) * (scalars.GetDataTypeSize() + 4 + 1)
     if available_bytes is None:
-        from .engine import available_memory_bytes
+        from ..runtime.engine import available_memory_bytes
 
         available_bytes = available_memory_bytes()
     if needed > available_bytes:

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .preprocess import InputError, PreprocessingConfig, normalize_intensity
-from .resample import to_model_grid
+from ..runtime.preprocess import InputError, PreprocessingConfig, normalize_intensity
+from ..runtime.resample import to_model_grid
 
 HIPPOCAMPUS_URL = "https://msd-for-monai.s3-us-west-2.amazonaws.com/Task04_Hippocampus.tar"
 KNOWN_MD5 = {"Task04_Hippocampus.tar": "9d24dba78a72977dbd1d2e110310f31b"}
@@ -47,7 +47,7 @@ class Case:
 
 
 def md5sum(path: Path) -> str:
-    from .weights import file_hexdigest
+    from ..runtime.weights import file_hexdigest
 
     return file_hexdigest(path, "md5")
 

@@ -37,7 +37,7 @@ def worker_model(model, device: str, threads: int | None = None):
                 import torch
 
                 torch.set_num_threads(int(threads))
-            from .pipeline import get_segmenter
+            from ...runtime.pipeline import get_segmenter
 
             _models[key] = get_segmenter(model, device)
             model_loads += 1
@@ -67,7 +67,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, thread
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError as error:
-        from .preprocess import InputError
+        from ...runtime.preprocess import InputError
 
         raise InputError(
             "The BIDS App needs Dask: pip install 'dask[distributed]' (pinned in requirements.txt)."
@@ -79,7 +79,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, thread
     for name in ("distributed", "dask"):
         logging.getLogger(name).setLevel(quiet)
     if scheduler:
-        from .preprocess import InputError
+        from ...runtime.preprocess import InputError
 
         try:
             client = Client(scheduler, timeout="15s")

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .. import api, mrml
-from ..checks import check_input
-from ..outputs import OutputError, OutputExistsError, write_atomic
-from ..preprocess import InputError
-from ..resample import image_from_ijk_to_ras
-from ..volumeio import SUFFIXES, case_name, check_self_contained, readImage, writeLabelmap
+from ...files.outputs import OutputError, OutputExistsError, write_atomic
+from ...files.volumeio import SUFFIXES, case_name, check_self_contained, readImage, writeLabelmap
+from ...runtime.checks import check_input
+from ...runtime.preprocess import InputError
+from ...runtime.resample import image_from_ijk_to_ras
+from ...slicer_adapter import api, mrml
 
 # Volume formats a user can open; .seg.nrrd is an output, not an input.
 INPUT_SUFFIXES = tuple(s for s in SUFFIXES if s != ".seg.nrrd")

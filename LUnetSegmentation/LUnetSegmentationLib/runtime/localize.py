@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from .. import RESOURCES_DIR
 from .preprocess import InputError
 
-TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "Resources" / "Templates" / "mni_icbm152_2009a_t1_2mm.nii.gz"
+TEMPLATE_PATH = RESOURCES_DIR / "Templates" / "mni_icbm152_2009a_t1_2mm.nii.gz"
 
 # Hippocampus box centres in the template's MNI space (RAS mm). Derived from data, not copied:
 # two labelled scans were registered to this template with localize() itself and their

@@ -6,8 +6,8 @@ GUI and the work starve each other. A separate process has its own interpreter a
 
 Run it with Slicer's own Python (`PythonSlicer`), or any Python with the requirements:
 
-    PythonSlicer -m LUnetSegmentationLib.worker                   # requests on stdin (persistent)
-    PythonSlicer -m LUnetSegmentationLib.worker --request req.json  # one request, then exit
+    PythonSlicer -m LUnetSegmentationLib.slicer_adapter.worker                   # requests on stdin (persistent)
+    PythonSlicer -m LUnetSegmentationLib.slicer_adapter.worker --request req.json  # one request, then exit
 
 (`LUnetSegmentationLib` must be importable: on PYTHONPATH, or see
 `childprocess.worker_command`, which puts its folder on sys.path itself.)
@@ -113,8 +113,8 @@ def run_request(request: dict, emit: Emitter) -> dict:
     """Segment one request's input; writes labels.nrrd and summary.json; returns the done event's fields."""
     import SimpleITK as sitk
 
-    from . import __version__
-    from .pipeline import label_image
+    from .. import __version__
+    from ..runtime.pipeline import label_image
 
     request_id = str(request.get("id", ""))
     started = time.time()
@@ -171,7 +171,7 @@ def handle(request: dict, emit: Emitter) -> bool:
 
 def serve(lines, emit: Emitter) -> int:
     """Handle request lines until they end or an exit command; 1 if any request failed."""
-    from . import __version__
+    from .. import __version__
 
     failed = False
     emit("ready", protocol=PROTOCOL, pid=os.getpid(), python=sys.version.split()[0], version=__version__)
@@ -194,7 +194,7 @@ def serve(lines, emit: Emitter) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m LUnetSegmentationLib.worker", description="LUnet segmentation worker (JSON lines protocol; see the module docstring)")
+    parser = argparse.ArgumentParser(prog="python -m LUnetSegmentationLib.slicer_adapter.worker", description="LUnet segmentation worker (JSON lines protocol; see the module docstring)")
     parser.add_argument("--request", help="a request JSON file: run it and exit (default: requests on stdin, one per line)")
     args = parser.parse_args(argv)
     # Protocol lines go to the real stdout; anything printed by libraries goes to stderr.

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..runtime.inference import predict_probabilities
+from ..runtime.model import NetworkConfig, build_network, count_parameters
 from .augment import AugmentConfig, augment_batch
 from .cache import load_cache, split_cases
-from .inference import predict_probabilities
-from .model import NetworkConfig, build_network, count_parameters
 
 
 @dataclass
@@ -63,7 +63,7 @@ def load_config(path_or_name: str | Path | None) -> TrainConfig:
         return TrainConfig()
     path = Path(path_or_name)
     if not path.is_file():
-        named = Path(__file__).resolve().parents[2] / "configs" / f"{path_or_name}.json"
+        named = Path(__file__).resolve().parents[3] / "configs" / f"{path_or_name}.json"
         if not named.is_file():
             raise FileNotFoundError(f"No config file {path_or_name!r} (nor configs/{path_or_name}.json)")
         path = named
@@ -142,8 +142,8 @@ def train(
     data = Path(data)
     cache_path = data if data.suffix == ".npz" else out / "cache.npz"
     if data.suffix != ".npz" and not cache_path.exists():
+        from ..runtime.preprocess import PreprocessingConfig
         from .data import build_cache
-        from .preprocess import PreprocessingConfig
 
         build_cache(data, cache_path, PreprocessingConfig())
     cases, preprocessing = load_cache(cache_path)

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..files.outputs import write_atomic
+from ..files.volumeio import readImage
+from ..runtime.engine import Segmenter
+from ..runtime.preprocess import InputError
 from .data import find_cases, read_label
-from .engine import Segmenter
 from .metrics import dice, hausdorff95
-from .outputs import write_atomic
-from .preprocess import InputError
-from .volumeio import readImage
 
 # Decathlon folders carry the Decathlon's labels (anterior/posterior): by default they are
 # scored against the model trained on them, whichever model `segment` uses by default.

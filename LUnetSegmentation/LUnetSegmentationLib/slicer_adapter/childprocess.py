@@ -33,11 +33,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-LIB_PARENT = Path(__file__).resolve().parent.parent  # the folder that holds LUnetSegmentationLib
+LIB_PARENT = Path(__file__).resolve().parents[2]  # the folder that holds LUnetSegmentationLib
 STDERR_TAIL_BYTES = 4000
 # The bootstrap puts the package's folder on sys.path itself, so the child does not depend on
 # PYTHONPATH, which Slicer's launcher (PythonSlicer) sets up its own way on each platform.
-BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv[1]); from LUnetSegmentationLib.worker import main; sys.exit(main(sys.argv[2:]))"
+BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv[1]); from LUnetSegmentationLib.slicer_adapter.worker import main; sys.exit(main(sys.argv[2:]))"
 
 
 class ChildError(RuntimeError):
@@ -138,7 +138,7 @@ def read_result(summary_path, expected_size=None) -> ChildResult:
     """Read summary.json and its labelmap; refuses files that do not fit (a clear ChildError)."""
     import SimpleITK as sitk
 
-    from .pipeline import SegmentSpec
+    from ..runtime.pipeline import SegmentSpec
 
     summary_path = Path(summary_path)
     try:
@@ -311,9 +311,9 @@ class Runner:
         before anything is started or changed."""
         import SimpleITK as sitk
 
-        from . import mrml
         from .api import checkVoxels
-        from .preprocess import InputError
+        from ..runtime.preprocess import InputError
+        from . import mrml
 
         if self.busy:
             raise RuntimeError("A segmentation is already running; wait for it to finish or cancel it first.")
@@ -406,7 +406,8 @@ class Runner:
         the segmentation node. The run is then over."""
         import SimpleITK as sitk
 
-        from . import __version__, mrml
+        from .. import __version__
+        from . import mrml
 
         run = self.run
         if run is None or run.result is None or run.status.state != "done":

@@ -42,7 +42,7 @@ from trame_slicer.app.ui import (
 from trame_slicer.core import SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 
-from ..preprocess import InputError
+from ...runtime.preprocess import InputError
 from .session import DEFAULT_MAX_UPLOAD_MB, OUTPUTS, UPLOAD_SUFFIXES, WebSession
 
 log = logging.getLogger("LUnetSegmentation.web")
@@ -53,7 +53,7 @@ EDITOR = SegmentEditorUI.__name__
 
 def _model_items(extra: str | None = None) -> list[dict]:
     """The shipped models, and the one named on the command line (a card path) if it is another."""
-    from ..weights import available_models, find_model
+    from ...runtime.weights import available_models, find_model
 
     items = [{"title": card.data.get("name", card.model_id), "value": card.model_id} for card in available_models()]
     if extra and extra not in [item["value"] for item in items]:
@@ -70,7 +70,7 @@ def _device_items() -> list[str]:
 
 def _message(error: BaseException) -> str:
     """What the user reads: our errors already say what to do; anything else gets context."""
-    from ..weights import WeightsError
+    from ...runtime.weights import WeightsError
 
     if isinstance(error, (InputError, WeightsError, FileNotFoundError)):
         return str(error)
@@ -312,7 +312,7 @@ class LUnetWebApp:
         self._progress, self._cancel = 0.0, False
         self._running = True
         try:
-            from .. import api
+            from ...slicer_adapter import api
 
             # Loading a model (and torch) takes seconds: off the event loop, so the page stays live.
             await asyncio.get_running_loop().run_in_executor(None, api.getSegmenter, state.lunet_model,

@@ -57,8 +57,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
-from .preprocess import InputError
+from ... import __version__
+from ...runtime.preprocess import InputError
 
 log = logging.getLogger("LUnetSegmentation")
 
@@ -171,7 +171,7 @@ def find_scans(bids_dir, participants=None, sessions=None) -> list[Scan]:
 
 
 def _sha256(path: Path) -> str:
-    from .weights import sha256sum
+    from ...runtime.weights import sha256sum
 
     return sha256sum(path)
 
@@ -181,7 +181,7 @@ def _write_atomic(path: Path, write_to) -> Path:
     folder, fsync, then a rename that replaces a symlink at `path` rather than writing through it;
     the temporary file removed on any error). Derivatives of a scan that is redone replace the
     old ones, hence overwrite."""
-    from .outputs import write_atomic
+    from ...files.outputs import write_atomic
 
     return write_atomic(path, write_to, overwrite=True)
 
@@ -218,7 +218,7 @@ def _jsonable(value):
 def _safe_dir(root: Path, parts) -> Path:
     """root/parts..., created one folder at a time; a symlink or file on the way is refused
     (outputs.ensure_subdir), so outputs never land outside the derivatives dataset."""
-    from .outputs import ensure_subdir
+    from ...files.outputs import ensure_subdir
 
     return ensure_subdir(root, *parts)
 
@@ -226,7 +226,7 @@ def _safe_dir(root: Path, parts) -> Path:
 def _remove_stale_temporaries(paths) -> None:
     """Temporary files a killed worker left for these outputs. Only this scan's own names: other
     scans' writes may be under way in the same folder (outputs.remove_partials would take them)."""
-    from .outputs import PARTIAL_TAG, is_partial
+    from ...files.outputs import PARTIAL_TAG, is_partial
 
     for path in paths:
         name = path.name
@@ -249,7 +249,7 @@ def _hex(color) -> str:
 def model_identity(model=None) -> dict:
     """id, version and weights SHA-256 of a model; checks the weights file against its card now,
     in the client, so corrupt weights stop the run before any worker starts."""
-    from .weights import WeightsError, find_model, sha256sum
+    from ...runtime.weights import WeightsError, find_model, sha256sum
 
     card = find_model(model)
     if not card.weights_path.is_file():
@@ -293,7 +293,7 @@ def _check_out_dir(bids_dir: Path, out_dir: Path) -> None:
 
 
 def _prepare_output(bids_dir: Path, out_dir: Path, model: dict) -> None:
-    from .outputs import check_output_dir
+    from ...files.outputs import check_output_dir
 
     _check_out_dir(bids_dir, out_dir)
     bids_dir, out_dir = Path(bids_dir).resolve(), check_output_dir(out_dir)  # created; refused if a link or not writable
@@ -440,9 +440,9 @@ def _now() -> str:
 
 
 def _segment_and_write(scan: Scan, task: dict, paths: dict) -> dict:
+    from ...files.volumeio import readImage, writeLabelmap
+    from ...runtime.pipeline import label_image
     from . import cohort, report
-    from .pipeline import label_image
-    from .volumeio import readImage, writeLabelmap
 
     out_dir = Path(task["out_dir"])
     _safe_dir(out_dir, scan.anat_parts)  # first: a planted link fails the scan before any work
@@ -698,7 +698,7 @@ def add_bids_parser(subparsers) -> argparse.ArgumentParser:
 def run_bids(args) -> int:
     """Run the `bids` sub-command; returns the exit status (1 if any scan failed, 2 on bad
     arguments, data or weights). Problems are printed as one line, never as a traceback."""
-    from .weights import WeightsError
+    from ...runtime.weights import WeightsError
 
     try:
         if args.workers is not None and args.workers < 1:
@@ -727,16 +727,10 @@ def run_bids(args) -> int:
 
 
 def main(argv=None) -> int:
-    """`python -m LUnetSegmentationLib.bids BIDS_DIR OUT_DIR participant|group ...` (until cli.py has `bids`)."""
-    parser = argparse.ArgumentParser(prog="python -m LUnetSegmentationLib.bids")
+    """`python -m LUnetSegmentationLib.apps.bids BIDS_DIR OUT_DIR participant|group ...`, the same as
+    `python -m LUnetSegmentationLib bids ...` (apps/bids/__main__.py)."""
+    parser = argparse.ArgumentParser(prog="python -m LUnetSegmentationLib.apps.bids")
     add_bids_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["bids", *(argv if argv is not None else sys.argv[1:])])
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     return args.run(args)
-
-
-if __name__ == "__main__":
-    # Run the package's copy, so the functions Dask ships to workers are importable by name.
-    from LUnetSegmentationLib.bids import main as _main
-
-    sys.exit(_main())

@@ -1,0 +1,15 @@
+"""The lab: data, augmentation, training, evaluation and the synthetic-data generator.
+
+Not shipped in the Slicer extension (it cannot run there: it needs the datasets, configs/ and
+the repository's scripts). Use the source install: see the README's "Training".
+
+    data                Decathlon-format data: find, download, read, cache
+    cache               the preprocessed cache and its train/validation split
+    augment             batched torch augmentation for crops
+    train               training on crops (Dice + cross-entropy), resumable
+    synth               synthetic MRI from label maps (pure torch)
+    synth_train         training the whole-hippocampus model on synthetic heads
+    evaluate            Dice and HD95 on labelled Decathlon crops
+    evaluate_wholehead  per-side Dice, HD95 and volume ratio on whole heads
+    metrics             Dice and HD95
+"""
