@@ -30,17 +30,6 @@ getSegmenter = pipeline.get_segmenter
 clearModelCache = pipeline.clear_model_cache
 
 
-# ----------------------------------------------------------------------------- checks
-
-
-def checkVoxels(image: sitk.Image, name: str) -> list[str]:
-    """The single entry check (checks.check_input): refuses what the model cannot use with a
-    message that says why; returns warnings for input it can use but trusts less."""
-    from ..runtime.checks import check_input
-
-    return check_input(image, name)
-
-
 # ----------------------------------------------------------------------------- the job
 
 
@@ -123,15 +112,22 @@ class SegmentationJob:
         return node
 
 
-def prepareSegmentation(volumeNode, segmentationNode=None, model=None, device="auto", roiNode=None) -> SegmentationJob:
-    """Check everything and load the model (main thread); errors say what is wrong and what to do."""
+def prepareSegmentation(volumeNode, segmentationNode=None, model=None, device="auto", roiNode=None,
+                        checked: list[str] | None = None) -> SegmentationJob:
+    """Check everything and load the model (main thread); errors say what is wrong and what to do.
+
+    The voxels get the single entry check (runtime.checks.check_input) here, before the model is
+    loaded, and not again in compute(). A caller that ran it already on this node's voxels (the
+    web app, when the file was opened) passes its warnings as `checked`."""
+    from ..runtime.checks import check_input
+
     mrml.check_volume_node(volumeNode)
     if volumeNode.GetScene() is None:
         raise InputError(f"The volume {volumeNode.GetName()!r} is not in a scene.")
     mrml.check_segmentation_node(segmentationNode, volumeNode)  # also refuses results of another volume
     indexBox = mrml.roiToIndexBox(roiNode, volumeNode) if roiNode is not None else None
     image = mrml.volumeToImage(volumeNode)
-    warnings = checkVoxels(image, volumeNode.GetName())
+    warnings = list(checked) if checked is not None else check_input(image, volumeNode.GetName())
     loaded = getSegmenter(model, device)
     from ..runtime.localize import looks_like_crop
 

@@ -311,7 +311,7 @@ class Runner:
         before anything is started or changed."""
         import SimpleITK as sitk
 
-        from .api import checkVoxels
+        from ..runtime.checks import check_input
         from ..runtime.preprocess import InputError
         from . import mrml
 
@@ -323,7 +323,9 @@ class Runner:
         mrml.check_segmentation_node(segmentationNode, volumeNode)
         indexBox = mrml.roiToIndexBox(roiNode, volumeNode) if roiNode is not None else None
         image = mrml.volumeToImage(volumeNode)
-        checkVoxels(image, volumeNode.GetName())
+        # The single entry check, here so bad input is refused before a child is started; the
+        # child is told it ran ("checked") and does not run it again.
+        warnings = check_input(image, volumeNode.GetName())
         run_id = f"run-{next(self._ids)}"
         folder = self._temporary_folder() / run_id
         folder.mkdir(parents=True)
@@ -337,6 +339,8 @@ class Runner:
             "model": None if model is None else str(model),
             "device": device,
             "index_box": None if indexBox is None else [list(map(int, indexBox[0])), list(map(int, indexBox[1]))],
+            "name": volumeNode.GetName(),
+            "checked": warnings,
         }
         self.run = ActiveRun(run_id, volumeNode, segmentationNode, roiNode, indexBox, tuple(image.GetSize()), folder)
         try:

@@ -20,7 +20,10 @@ Requests (stdin, one per line; stdin closed or {"command": "exit"} ends the work
      "output_dir": "/tmp/x/run-1",    # created if missing; the results go here
      "model": null,                   # model id, card .json or training folder (null: default)
      "device": "auto",                # "auto" | "cuda" | "cpu"
-     "index_box": [[i0, j0, k0], [i1, j1, k1]]}  # optional: voxel box [start, stop) (a user's ROI)
+     "index_box": [[i0, j0, k0], [i1, j1, k1]],  # optional: voxel box [start, stop) (a user's ROI)
+     "name": "MRHead",                # optional: the volume's name, for messages
+     "checked": []}                   # optional: warnings of the entry check the parent already
+                                      # ran on these voxels (absent: the worker runs it)
 
 Events (stdout; anything else the libraries print goes to stderr, so stdout stays parseable):
     {"event": "ready", "protocol": 1, "pid": 123, "python": "3.9.10", "version": "1.0.0"}
@@ -139,6 +142,8 @@ def run_request(request: dict, emit: Emitter) -> dict:
         device=request.get("device") or "auto",
         index_box=_index_box(request.get("index_box")),
         progress=progress,
+        name=str(request.get("name") or "volume"),
+        checked=request.get("checked"),
     )
     emit.progress(request_id, READ_SHARE + share, "writing", force=True)
     labels_path = output_dir / LABELS_FILE

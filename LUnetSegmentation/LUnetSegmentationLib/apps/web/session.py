@@ -176,7 +176,9 @@ class WebSession:
     def prepare(self, model: str | None = None, device: str = "auto") -> api.SegmentationJob:
         """Check the case and load the model (main thread); `job.compute()` may then run anywhere."""
         case = self._current()
-        return api.prepareSegmentation(case.volumeNode, case.segmentationNode, model=model, device=device)
+        # The voxels were checked when the file was opened (load); not again.
+        return api.prepareSegmentation(case.volumeNode, case.segmentationNode, model=model, device=device,
+                                       checked=case.warnings)
 
     def finish(self, job: api.SegmentationJob) -> list[SegmentRow]:
         """Write the computed segments into the case's segmentation (main thread)."""
