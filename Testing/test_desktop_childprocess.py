@@ -72,6 +72,13 @@ def test_child_segments_a_crop_into_the_scene(crop, runner, mrml_scene):
     provenance = mrml.readProvenance(node)
     assert provenance["ModelId"] == "hippocampus-lunet" and provenance["Process"] == "child"
     assert provenance["Device"] == "cpu"
+    # The same record as the console's in-process run (mrml.writeRunProvenance), plus "Process".
+    from LUnetSegmentationLib import segment
+
+    console = mrml.readProvenance(segment(volume, model=PARTS_MODEL, device="cpu"))
+    assert set(provenance) == set(console) | {"Process"}
+    for key in ("ModelId", "WeightsSHA256", "InputVolumeID", "Mode", "ModuleVersion"):
+        assert provenance[key] == console[key], key
 
 
 @pytest.mark.slow

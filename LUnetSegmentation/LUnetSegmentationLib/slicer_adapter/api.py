@@ -11,13 +11,11 @@ torch is imported only when a model is loaded, never when this module is importe
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 
 import SimpleITK as sitk
 
-from .. import __version__
 from ..runtime import pipeline
 from ..runtime.preprocess import InputError
 from . import mrml
@@ -88,25 +86,10 @@ class SegmentationJob:
         self.segmentationNode = node
         labels = sitk.GetArrayViewFromImage(self.result.labels)
         self.segmentIds = mrml.writeSegments(node, labels, self.volumeNode, self.result.specs, self.card.model_id)
-        mrml.writeProvenance(
-            node,
-            {
-                "ModelId": self.card.model_id,
-                "ModelVersion": self.card.version,
-                "WeightsSHA256": self.card.weights_sha256,
-                "Device": self.device,
-                "Seconds": f"{self.seconds:.2f}",
-                "InputVolumeID": self.volumeNode.GetID(),
-                "InputVolumeName": self.volumeNode.GetName(),
-                "ROINodeID": self.roiNode.GetID() if self.roiNode is not None else "",
-                "IndexBox": "" if self.indexBox is None else f"{self.indexBox[0]}-{self.indexBox[1]}",
-                "Notes": self.notes,
-                "Warnings": self.warnings,
-                "Mode": self.result.details.get("mode", ""),
-                "Localization": json.dumps(self.result.details["localization"]) if "localization" in self.result.details else "",
-                "HippocampusVolumesMm3": json.dumps({side: round(v, 1) for side, v in self.sideVolumes.items()}),
-                "ModuleVersion": __version__,
-            },
+        model = {"id": self.card.model_id, "version": self.card.version, "weights_sha256": self.card.weights_sha256}
+        mrml.writeRunProvenance(
+            node, self.volumeNode, model, self.device, self.seconds, roiNode=self.roiNode, indexBox=self.indexBox,
+            notes=self.notes, warnings=self.warnings, details=self.result.details, sideVolumes=self.sideVolumes,
         )
         log.info("LUnetSegmentation: %s", self.summary)
         return node

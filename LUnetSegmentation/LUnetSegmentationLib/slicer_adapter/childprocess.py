@@ -410,7 +410,6 @@ class Runner:
         the segmentation node. The run is then over."""
         import SimpleITK as sitk
 
-        from .. import __version__
         from . import mrml
 
         run = self.run
@@ -422,26 +421,10 @@ class Runner:
         labels = sitk.GetArrayViewFromImage(result.labels)
         model = result.model
         mrml.writeSegments(node, labels, run.volumeNode, result.specs, model.get("id", ""))
-        mrml.writeProvenance(
-            node,
-            {
-                "ModelId": model.get("id", ""),
-                "ModelVersion": model.get("version", ""),
-                "WeightsSHA256": model.get("weights_sha256", ""),
-                "Device": result.device,
-                "Seconds": f"{result.seconds:.2f}",
-                "InputVolumeID": run.volumeNode.GetID(),
-                "InputVolumeName": run.volumeNode.GetName(),
-                "ROINodeID": run.roiNode.GetID() if run.roiNode is not None else "",
-                "IndexBox": "" if run.indexBox is None else f"{run.indexBox[0]}-{run.indexBox[1]}",
-                "Notes": result.notes,
-                "Warnings": result.warnings,
-                "Mode": result.details.get("mode", ""),
-                "Localization": json.dumps(result.details["localization"]) if "localization" in result.details else "",
-                "HippocampusVolumesMm3": json.dumps(result.sideVolumes),
-                "ModuleVersion": __version__,
-                "Process": "child",
-            },
+        mrml.writeRunProvenance(
+            node, run.volumeNode, model, result.device, result.seconds, roiNode=run.roiNode, indexBox=run.indexBox,
+            notes=result.notes, warnings=result.warnings, details=result.details, sideVolumes=result.sideVolumes,
+            Process="child",
         )
         self._cleanup_run_folder(run)
         return node

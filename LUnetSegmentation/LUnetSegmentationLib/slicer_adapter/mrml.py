@@ -448,6 +448,40 @@ def writeProvenance(segmentationNode, values: dict) -> None:
         segmentationNode.SetAttribute(ATTRIBUTE_PREFIX + key, "" if value is None else str(value))
 
 
+def writeRunProvenance(segmentationNode, volumeNode, model: dict, device: str, seconds: float, roiNode=None,
+                       indexBox=None, notes=(), warnings=(), details: dict | None = None,
+                       sideVolumes: dict | None = None, **extra) -> None:
+    """What every run records on its segmentation node, whichever way it ran (console in
+    process, panel through the child): model {"id", "version", "weights_sha256"}, device, time,
+    input, ROI, notes, warnings, mode, localization and per-side volumes; `extra` adds keys."""
+    import json
+
+    from .. import __version__
+
+    details = details or {}
+    writeProvenance(
+        segmentationNode,
+        {
+            "ModelId": model.get("id", ""),
+            "ModelVersion": model.get("version", ""),
+            "WeightsSHA256": model.get("weights_sha256", ""),
+            "Device": device,
+            "Seconds": f"{seconds:.2f}",
+            "InputVolumeID": volumeNode.GetID(),
+            "InputVolumeName": volumeNode.GetName(),
+            "ROINodeID": roiNode.GetID() if roiNode is not None else "",
+            "IndexBox": "" if indexBox is None else f"{indexBox[0]}-{indexBox[1]}",
+            "Notes": list(notes),
+            "Warnings": list(warnings),
+            "Mode": details.get("mode", ""),
+            "Localization": json.dumps(details["localization"]) if "localization" in details else "",
+            "HippocampusVolumesMm3": json.dumps({side: round(v, 1) for side, v in (sideVolumes or {}).items()}),
+            "ModuleVersion": __version__,
+            **extra,
+        },
+    )
+
+
 def readProvenance(segmentationNode) -> dict[str, str]:
     names = segmentationNode.GetAttributeNames() or []
     return {n[len(ATTRIBUTE_PREFIX):]: segmentationNode.GetAttribute(n) for n in names if n.startswith(ATTRIBUTE_PREFIX)}
