@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-# Tags on the segments this module writes, in files and in MRML (mrml.py imports them): a re-run
+# Tags on the segments this module writes, in files and in MRML (slicer_adapter/mrml.py imports them): a re-run
 # in Slicer recognises the segments it may replace.
 TAG_SOURCE = "LUnetSegmentation.Source"  # value: model id
 TAG_STRUCTURE = "LUnetSegmentation.Structure"  # value: the label's key (its display name)

@@ -6,7 +6,7 @@
 
 The Slicer module's child process, the command line, the BIDS App, the console API and the web
 panel all call `label_image`; only the console API and the web panel then turn the result into
-MRML segments (mrml.py). Nothing here imports slicer, Qt or (at import time) torch, so the
+MRML segments (slicer_adapter/mrml.py). Nothing here imports slicer, Qt or (at import time) torch, so the
 command line starts fast and this file runs under the plain Python that Slicer launches.
 """
 from __future__ import annotations

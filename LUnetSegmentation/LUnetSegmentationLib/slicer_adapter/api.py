@@ -22,7 +22,7 @@ from . import mrml
 
 log = logging.getLogger("LUnetSegmentation")
 
-# The model cache and the MRML-free labelling live in pipeline.py (shared with the CLI, the
+# The model cache and the MRML-free labelling live in runtime/pipeline.py (shared with the CLI, the
 # Slicer module's child process and the BIDS App); these names stay for existing callers.
 getSegmenter = pipeline.get_segmenter
 clearModelCache = pipeline.clear_model_cache
@@ -146,7 +146,7 @@ def segmentFiles(inputPaths, outputDir, model=None, device="auto", labelmap=Fals
     each segment's volume in mm3 per case). A case that fails is reported and the others go on.
     Outputs are written whole or not at all and never replace another file; re-running the same
     command skips complete outputs of the same input and model and redoes the rest (see
-    batch.py). `roi=(center_ras, size_mm)` restricts every case to that box. Returns one dict
+    files/batch.py). `roi=(center_ras, size_mm)` restricts every case to that box. Returns one dict
     per case ("status" is "ok" or "error"). Needs no MRML scene: in Slicer's console it does
     not touch the application's scene or logics.
     """
