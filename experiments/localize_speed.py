@@ -40,6 +40,9 @@ CANDIDATES = {
     "2mm_block_sample10": replace(THOROUGH, block_average=True, sampling=0.1, similarity_shrink=(4, 2),
                                   similarity_sigmas=(4.0, 2.0), similarity_iterations=40, affine_shrink=(2, 1),
                                   affine_sigmas=(2.0, 0.0), affine_iterations=20),
+    # Candidates for a cheaper fallback than THOROUGH where FAST fails (otsu_t1, niimath_t1):
+    "fast at 2 mm": replace(FAST, spacing_mm=2.0),
+    "thorough, block-averaged": replace(THOROUGH, block_average=True),
 }
 
 
