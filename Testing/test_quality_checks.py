@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from LUnetSegmentationLib.runtime import pipeline
 from LUnetSegmentationLib.runtime.preprocess import InputError
-from LUnetSegmentationLib.runtime.resample import crop_around_point, simulate_acquisition
+from LUnetSegmentationLib.training.acquisition import crop_around_point, simulate_acquisition
 from LUnetSegmentationLib.files.volumeio import readImage
 
 MODEL = "hippocampus-lunet"

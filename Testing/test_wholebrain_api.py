@@ -89,7 +89,7 @@ def test_coarse_scans_agree_with_the_1mm_result(wholebrain_dir, variant):
     """Issue 11's robustness target, default model: fs_norm at 3 mm isotropic and with 5 mm
     slices gives per side Dice at least 0.70 against its own 1 mm result, volumes within 25 %."""
     from LUnetSegmentationLib.runtime.pipeline import label_image
-    from LUnetSegmentationLib.runtime.resample import simulate_acquisition
+    from LUnetSegmentationLib.training.acquisition import simulate_acquisition
     from LUnetSegmentationLib.files.volumeio import readImage
 
     scan = readImage(wholebrain_dir / "fs_norm" / "norm.nii.gz")

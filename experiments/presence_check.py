@@ -21,7 +21,7 @@ import SimpleITK as sitk
 
 from LUnetSegmentationLib.runtime.engine import Segmenter
 from LUnetSegmentationLib.runtime.localize import BOX_MM, localize
-from LUnetSegmentationLib.runtime.resample import crop_around_point
+from LUnetSegmentationLib.training.acquisition import crop_around_point
 from LUnetSegmentationLib.files.volumeio import readImage
 from LUnetSegmentationLib.runtime.weights import find_model
 

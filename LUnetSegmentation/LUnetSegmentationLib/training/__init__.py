@@ -12,4 +12,5 @@ the repository's scripts). Use the source install: see the README's "Training".
     evaluate            Dice and HD95 on labelled Decathlon crops
     evaluate_wholehead  per-side Dice, HD95 and volume ratio on whole heads
     metrics             Dice and HD95
+    acquisition         coarser voxels, thick slices and crops of a scan, for evaluation
 """

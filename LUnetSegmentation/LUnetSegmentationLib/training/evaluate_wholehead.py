@@ -12,7 +12,7 @@ right (53) hippocampus on the reference's own grid.
 Variants simulate other acquisitions of the same head: `3mm` (isotropic), `1x1x5` (5 mm
 slices along the head's superior-inferior axis, whatever the storage order), `1x5x1` and
 `5x1x1` likewise along the anterior-posterior and left-right axes: Gaussian slice profile,
-then resampling (scripts and tests use the same function, resample.simulate_acquisition).
+then resampling (scripts and tests use the same function, acquisition.simulate_acquisition).
 
 `--synthetic DIR` adds whole-head synthetic images made from label maps in DIR (synth.
 synthesize_head: T1-, T2- and FLAIR-like contrasts), e.g. the maps held out from training.
@@ -53,7 +53,7 @@ def parse_variant(variant: str):
 
 
 def variant_image(image: sitk.Image, variant: str) -> sitk.Image:
-    from ..runtime.resample import simulate_acquisition
+    from .acquisition import simulate_acquisition
 
     axis, mm = parse_variant(variant)
     return image if mm is None else simulate_acquisition(image, mm, axis)
