@@ -113,12 +113,19 @@ def _installed(layer: str) -> bool:
     return importlib.util.find_spec(f"{package}.{layer}") is not None
 
 
+# The environment each source-only command runs in: the web app has its own (trame-slicer pins
+# its own slicer-core), everything else runs in .venv.
+SETUP = {"apps.web": ("scripts/setup_web_env.sh", ".venv-web")}
+DEFAULT_SETUP = ("scripts/setup_env.sh", ".venv")
+
+
 def _needs_source_install(command: str, layer: str, args=None) -> int:
+    script, venv = SETUP.get(layer, DEFAULT_SETUP)
     print(
         f"error: `{command}` needs the full source install of LUnetSegmentation: this copy (the Slicer "
         f"extension) ships only what segmentation needs, without {layer.replace('.', '/')}/. To get it: "
-        f"`git clone {SOURCE_URL}`, then in that folder run `bash scripts/setup_env.sh` and "
-        f"`.venv/bin/python -m LUnetSegmentationLib {command} ...` (see its README).",
+        f"`git clone {SOURCE_URL}`, then in that folder run `bash {script}` and "
+        f"`{venv}/bin/python -m LUnetSegmentationLib {command} ...` (see its README).",
         file=sys.stderr,
     )
     return 2
@@ -132,8 +139,6 @@ def _add_source_only(commands, command: str, layer: str, help_text: str) -> None
 
 
 def _serve(args) -> int:
-    if not _installed("apps.web"):
-        return _needs_source_install("serve", "apps.web", args)
     try:
         from .web.app import is_loopback, serve
     except ImportError as error:
@@ -184,6 +189,20 @@ def _add_training_parsers(commands) -> None:
     add_evaluate_wholehead(commands)
 
 
+def _add_serve_parser(commands) -> None:
+    """serve: the web app (apps/web/, its own environment), imported only when it runs."""
+    serve = commands.add_parser("serve", help="the one-click panel as a local web app (needs .venv-web)")
+    serve.add_argument("inputs", nargs="*", help="volumes to open at start (saved next to themselves)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    serve.add_argument("--model", default=None)
+    serve.add_argument("--max-upload-mb", type=float, default=512, help="largest upload accepted (MB)")
+    serve.add_argument("--open-browser", action="store_true")
+    serve.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="full details of errors")
+    serve.set_defaults(run=_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m LUnetSegmentationLib", description=__doc__)
     parser.add_argument("--verbose", action="store_true")
@@ -211,16 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="full details of errors")
     segment.set_defaults(run=_segment)
 
-    serve = commands.add_parser("serve", help="the one-click panel as a local web app (needs .venv-web)")
-    serve.add_argument("inputs", nargs="*", help="volumes to open at start (saved next to themselves)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    serve.add_argument("--model", default=None)
-    serve.add_argument("--max-upload-mb", type=float, default=512, help="largest upload accepted (MB)")
-    serve.add_argument("--open-browser", action="store_true")
-    serve.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="full details of errors")
-    serve.set_defaults(run=_serve)
+    if _installed("apps.web"):
+        _add_serve_parser(commands)
+    else:
+        _add_source_only(commands, "serve", "apps.web", "the one-click panel as a local web app")
 
     if _installed("apps.bids"):
         from .bids.app import add_bids_parser
