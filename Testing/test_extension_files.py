@@ -400,7 +400,7 @@ def test_shipped_files_never_import_what_is_not_shipped():
 
 
 def test_layers_import_only_downwards():
-    """runtime <- files <- slicer_adapter <- apps, and training on the runtime: the tree is the
+    """runtime <- files <- slicer_adapter <- apps, and training on runtime and files: the tree is the
     architecture only while no layer imports one above it (at file scope or in a function)."""
     order = {"runtime": 0, "files": 1, "slicer_adapter": 2, "training": 2, "apps": 3}
     lib = MODULE_DIR / f"{MODULE_NAME}Lib"
