@@ -397,34 +397,26 @@ def median_of(runs: list[dict], key: str):
 def summarize_runs(runs: list[dict]) -> dict:
     summary = {key: median_of(runs, key) for key in ("cpu_s", "user_s", "sys_s", "wall_s", "peak_mb")}
     summary["ok_runs"] = sum(1 for run in runs if run.get("rc") == 0)
-    stageNames = []
-    for run in runs:
-        for key in (run.get("timings") or {}).get("stages", {}):
-            if key not in stageNames:
-                stageNames.append(key)
-    stages = {}
-    for key in stageNames + ["rest_s"]:
-        values = [(run.get("timings") or {}).get("stages", {}).get(key) if key != "rest_s"
-                  else (run.get("timings") or {}).get("rest_s") for run in runs if run.get("rc") == 0]
-        values = [v for v in values if v is not None]
-        if values:
-            stages[key] = round(statistics.median(values), 3)
+    stages = {**_medians(runs, lambda timings: timings.get("stages", {})),
+              **_medians(runs, lambda timings: {"rest_s": timings.get("rest_s")})}
     if stages:
         summary["stages"] = stages
-    cpuNames = []
-    for run in runs:
-        for key in (run.get("timings") or {}).get("cpu_stages", {}):
-            if key not in cpuNames:
-                cpuNames.append(key)
-    cpuStages = {}
-    for key in cpuNames:
-        values = [(run.get("timings") or {}).get("cpu_stages", {}).get(key) for run in runs if run.get("rc") == 0]
-        values = [v for v in values if v is not None]
-        if values:
-            cpuStages[key] = round(statistics.median(values), 3)
+    cpuStages = _medians(runs, lambda timings: timings.get("cpu_stages", {}))
     if cpuStages:
         summary["cpu_stages"] = cpuStages
     return summary
+
+
+def _medians(runs: list[dict], pick) -> dict:
+    """Median per key of pick(run's timings) over the successful runs, keys in the order any run
+    first names them; a key no successful run gives a value for is left out."""
+    rows = [pick(run.get("timings") or {}) for run in runs]
+    medians = {}
+    for key in dict.fromkeys(key for row in rows for key in row):
+        values = [row.get(key) for run, row in zip(runs, rows) if run.get("rc") == 0 and row.get(key) is not None]
+        if values:
+            medians[key] = round(statistics.median(values), 3)
+    return medians
 
 
 def ratio(a, b):
