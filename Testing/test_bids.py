@@ -79,9 +79,14 @@ def dataset(tmp_path_factory, request) -> Path:
     return root
 
 
-def run_app(*args, timeout=900) -> subprocess.CompletedProcess:
+def _app(*args) -> tuple[list[str], dict]:
+    """The BIDS App's command line and environment (this checkout's package, one thread each)."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "LUnetSegmentation"), OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "LUnetSegmentationLib.apps.bids", *map(str, args)]
+    return [sys.executable, "-m", "LUnetSegmentationLib.apps.bids", *map(str, args)], env
+
+
+def run_app(*args, timeout=900) -> subprocess.CompletedProcess:
+    command, env = _app(*args)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
 
 
@@ -380,11 +385,16 @@ def _cohort(root: Path, wholebrain: Path, subjects: int) -> Path:
     return root
 
 
-def _start(dataset: Path, out: Path, workers=2) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO / "LUnetSegmentation"), OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "LUnetSegmentationLib.apps.bids", str(dataset), str(out), "participant", "--workers", str(workers)]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
-                            start_new_session=True)
+def _cohort_run_under_way(tmp_path: Path, wholebrain_dir: Path, **popen) -> tuple[Path, Path, subprocess.Popen]:
+    """A participant run over the cohort (2 workers, its own process group), once its first scan
+    is done: (dataset, output folder, process)."""
+    dataset = _cohort(tmp_path / "ds", wholebrain_dir, SCANS)
+    out = tmp_path / "out"
+    command, env = _app(dataset, out, "participant", "--workers", 2)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+                               start_new_session=True, **popen)
+    _wait_for_sidecars(out, 1, process)
+    return dataset, out, process
 
 
 def _wait_for_sidecars(out: Path, count: int, process: subprocess.Popen, timeout=600):
@@ -410,10 +420,7 @@ def _busiest_worker(process: subprocess.Popen):
 
 @pytest.mark.slow
 def test_killed_worker_loses_no_scan(tmp_path, wholebrain_dir):
-    dataset = _cohort(tmp_path / "ds", wholebrain_dir, SCANS)
-    out = tmp_path / "out"
-    process = _start(dataset, out)
-    _wait_for_sidecars(out, 1, process)
+    dataset, out, process = _cohort_run_under_way(tmp_path, wholebrain_dir)
     victim = _busiest_worker(process)
     os.kill(victim.pid, signal.SIGKILL)  # a worker process this test's run started, mid-scan
     stdout, stderr = process.communicate(timeout=900)
@@ -432,10 +439,7 @@ def test_killed_worker_loses_no_scan(tmp_path, wholebrain_dir):
 
 @pytest.mark.slow
 def test_killed_run_resumes_each_scan_once(tmp_path, wholebrain_dir):
-    dataset = _cohort(tmp_path / "ds", wholebrain_dir, SCANS)
-    out = tmp_path / "out"
-    process = _start(dataset, out)
-    _wait_for_sidecars(out, 1, process)
+    dataset, out, process = _cohort_run_under_way(tmp_path, wholebrain_dir)
     os.killpg(process.pid, signal.SIGKILL)  # the whole run (its own process group) dies mid-cohort
     process.communicate(timeout=60)
     first = {p: json.loads(p.read_text())["LUnet"]["RunId"] for p in out.rglob("*_dseg.json")}
@@ -473,13 +477,8 @@ def test_existing_cluster_through_scheduler_address(dataset, tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_stops_the_run_with_one_line(tmp_path, wholebrain_dir):
     """Ctrl+C in a terminal sends SIGINT to the whole foreground group: the app's workers too."""
-    dataset = _cohort(tmp_path / "ds", wholebrain_dir, SCANS)
-    out = tmp_path / "out"
-    env = dict(os.environ, PYTHONPATH=str(REPO / "LUnetSegmentation"), OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "LUnetSegmentationLib.apps.bids", str(dataset), str(out), "participant", "--workers", "2"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
-                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    _wait_for_sidecars(out, 1, process)
+    _, _, process = _cohort_run_under_way(
+        tmp_path, wholebrain_dir, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.killpg(process.pid, signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stdout + stderr
