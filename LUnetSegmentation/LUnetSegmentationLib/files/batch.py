@@ -123,7 +123,7 @@ def _reusable(plan, input_sha, weights_sha) -> bool:
 
 
 def _labelmap_matches(label_path: Path, provenance: dict) -> bool:
-    notes = _header_fields(label_path).get("ITK_FileNotes", "") or _header_fields(label_path).get("descrip", "")
+    notes = _header_fields(label_path).get("ITK_FileNotes", "")  # the NIfTI description, as _header_fields reads it
     return notes == _labelmap_note(provenance.get("WeightsSHA256", ""), provenance.get("InputSHA256", ""))
 
 
