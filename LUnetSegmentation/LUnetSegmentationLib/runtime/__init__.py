@@ -12,6 +12,7 @@ model is loaded. Every way in (Slicer panel, console, CLI, BIDS App, web app) en
     inference    tiling and test-time flips (numpy), shared by both backends
     backends     ONNX Runtime on CPU where installed, else PyTorch
     model        the network (LUnet, Unet) from a few readable parameters
+    network_config  those parameters (NetworkConfig), torch-free, as model cards store them
     weights      shipped model cards and weights, found by id, checked by SHA-256
     preprocess   intensity normalisation; InputError
     resample     geometry: model grid, index boxes, RAS/LPS

@@ -26,16 +26,11 @@ from .weights import WeightsError, sha256sum
 log = logging.getLogger("LUnetSegmentation")
 
 
-def network_summary(card) -> tuple[int, int, int]:
-    """(classes, widest level's channels, size multiple) from the card, without torch."""
-    network = card.data["network"]
-    levels = int(network.get("levels", 4))
-    channels = list(network.get("channels") or [])
-    width = int(network.get("width", 16))
-    if not channels:
-        doubling = network.get("architecture", "LUnet") != "LUnet"
-        channels = [width * (2**level if doubling else 1) for level in range(levels)]
-    return int(network.get("num_classes", 2)), max(channels), 2 ** (levels - 1)
+def _describe(backend, config) -> None:
+    """What the engine needs to know of the network (classes, widest level, size multiple)."""
+    backend.num_classes = config.num_classes
+    backend.width = max(config.level_channels())
+    backend.size_multiple = config.size_multiple
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -71,7 +66,9 @@ class OnnxBackend:
         except Exception as error:  # ORT raises its own exception types for damaged files
             raise WeightsError(f"The ONNX file {path} cannot be read ({error}). Reinstall the extension.") from error
         self.input_name = self.session.get_inputs()[0].name
-        self.num_classes, self.width, self.size_multiple = network_summary(card)
+        from .network_config import NetworkConfig
+
+        _describe(self, NetworkConfig.from_dict(card.data["network"]))
         self.device = "cpu"
         self.fell_back = False
 
@@ -88,10 +85,7 @@ class TorchBackend:
 
         self.network = network if network is not None else load_network(card, device, verify=verify)
         self.device = device
-        config = self.network.config
-        self.num_classes = config.num_classes
-        self.width = max(config.level_channels())
-        self.size_multiple = 2 ** (config.levels - 1)
+        _describe(self, self.network.config)
         self.fell_back = False  # set when a GPU ran out of memory and the CPU took over
         self._cpu_copy = None
 

@@ -23,45 +23,11 @@ This file depends on torch only.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-@dataclass
-class NetworkConfig:
-    """Everything needed to rebuild a network; stored verbatim in model cards."""
-
-    architecture: str = "LUnet"  # "LUnet" (constant width) or "Unet" (doubling)
-    in_channels: int = 1
-    num_classes: int = 3
-    levels: int = 5  # resolution steps, including the full-resolution level
-    convs_per_level: int = 2
-    width: int = 16  # LUnet: channels at every level; Unet: channels at the first level
-    spatial_dims: int = 3
-    dropout: float = 0.005
-    channels: list[int] = field(default_factory=list)  # explicit per-level override
-
-    def level_channels(self) -> list[int]:
-        if self.channels:
-            if len(self.channels) != self.levels:
-                raise ValueError(f"channels {self.channels} must list one value per level ({self.levels})")
-            return list(self.channels)
-        if self.architecture == "LUnet":
-            return [self.width] * self.levels
-        if self.architecture == "Unet":
-            return [self.width * 2**level for level in range(self.levels)]
-        raise ValueError(f"unknown architecture {self.architecture!r}: use 'LUnet' or 'Unet'")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "NetworkConfig":
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+from .network_config import NetworkConfig
 
 
 def _layers(spatial_dims: int):
@@ -113,7 +79,7 @@ class UnetFamily(nn.Module):
 
     @property
     def size_multiple(self) -> int:
-        return 2 ** (self.config.levels - 1)
+        return self.config.size_multiple
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spatial = x.shape[2:]
