@@ -24,7 +24,6 @@ from .weights import ModelCard, find_model
 log = logging.getLogger("LUnetSegmentation")
 
 
-
 @dataclass
 class SegmentationResult:
     labels: sitk.Image  # uint8, on the input's grid (same size, spacing, origin, direction)

@@ -179,7 +179,8 @@ def check_presence(confidence: dict, card, name: str) -> None:
         )
 
 
-def _measure(labels: sitk.Image, specs) -> dict[str, float]:
+def measure_volumes(labels: sitk.Image, specs) -> dict[str, float]:
+    """Segment name -> volume (mm3) of each label value, counted on the labels' own grid."""
     voxel = float(np.prod(labels.GetSpacing()))
     counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel(), minlength=256)
     return {spec.segment_name: float(counts[spec.value]) * voxel for spec in specs}
@@ -216,6 +217,7 @@ def label_image(
             result = loaded.segmenter.segment_image(image, index_box, progress=progress, cancelled=cancelled)
             specs = specs_from_card(result.card)
             out = LabelResult(result.labels, specs, result.card, result.device, 0.0, list(result.notes),
+                              volumes_mm3=measure_volumes(result.labels, specs),
                               details={"mode": "roi", "timings": {"network_s": round(result.seconds, 3)},
                                        "confidence": {"roi": dict(result.confidence)}})
         else:
@@ -227,12 +229,12 @@ def label_image(
             if head.localization is not None:
                 details["localization"] = head.localization.summary()
             out = LabelResult(head.labels, specs, loaded.segmenter.card, head.device, 0.0, list(head.notes),
-                              side_volumes_mm3=dict(head.side_volumes_mm3), details=details)
+                              volumes_mm3=dict(head.volumes_mm3), side_volumes_mm3=dict(head.side_volumes_mm3),
+                              details=details)
     check_presence(out.details.get("confidence", {}), out.card, name)
     out.warnings = warnings + resolution_warnings(image, out.card)
-    out.volumes_mm3 = _measure(out.labels, out.specs)
-    for name, volume in out.volumes_mm3.items():
+    for segment, volume in out.volumes_mm3.items():
         if volume == 0:
-            out.notes.append(f"{name}: no voxels found (is the hippocampus inside the volume or ROI?)")
+            out.notes.append(f"{segment}: no voxels found (is the hippocampus inside the volume or ROI?)")
     out.seconds = time.time() - started
     return out

@@ -24,7 +24,7 @@ import SimpleITK as sitk
 
 from .engine import segment_confidence
 from .localize import BOX_MM, Localization, LocalizationError, localize, looks_like_crop
-from .pipeline import SegmentSpec, specs_from_card
+from .pipeline import SegmentSpec, measure_volumes, specs_from_card
 from .resample import resample_argmax
 
 __all__ = ["HeadSegmentation", "LocalizationError", "segment_head", "side_label_table"]
@@ -63,12 +63,6 @@ def side_label_table(card) -> list[SegmentSpec]:
                 colour = colour + (1 - colour) * _TINT
             table.append(SegmentSpec(int(entry["value"]) + offset, entry["name"], tuple(round(float(c), 3) for c in colour), side))
     return table
-
-
-def _volumes(labels: np.ndarray, table, spacing) -> dict[str, float]:
-    voxel = float(np.prod(spacing))
-    counts = np.bincount(labels.ravel(), minlength=max(spec.value for spec in table) + 1)
-    return {spec.segment_name: float(counts[spec.value]) * voxel for spec in table}
 
 
 def keep_largest_component(labels: np.ndarray) -> np.ndarray:
@@ -143,10 +137,9 @@ def segment_head(
     if looks_like_crop(image):
         result = segmenter.segment_image(image, progress=progress, cancelled=cancelled)
         table = specs_from_card(card)
-        array = sitk.GetArrayViewFromImage(result.labels)
         notes = ["Crop-sized input: segmented directly, without localization (side unknown)."] + list(result.notes)
         return HeadSegmentation(
-            result.labels, table, _volumes(array, table, image.GetSpacing()), {}, "crop", None,
+            result.labels, table, measure_volumes(result.labels, table), {}, "crop", None,
             time.time() - started, result.device, notes, {"network_s": round(result.seconds, 3)},
             {"crop": dict(result.confidence)},
         )
@@ -211,6 +204,6 @@ def segment_head(
     labels_image.CopyInformation(image)
     table = side_label_table(card)
     return HeadSegmentation(
-        labels_image, table, _volumes(out, table, image.GetSpacing()), side_volumes, "whole-head", found,
+        labels_image, table, measure_volumes(labels_image, table), side_volumes, "whole-head", found,
         time.time() - started, device, notes, timings, confidence,
     )
