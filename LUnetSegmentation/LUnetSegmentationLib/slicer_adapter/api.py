@@ -17,7 +17,6 @@ from collections.abc import Callable
 import SimpleITK as sitk
 
 from ..runtime import pipeline
-from ..runtime.preprocess import InputError
 from . import mrml
 
 log = logging.getLogger("LUnetSegmentation")
@@ -102,15 +101,7 @@ def prepareSegmentation(volumeNode, segmentationNode=None, model=None, device="a
     The voxels get the single entry check (runtime.checks.check_input) here, before the model is
     loaded, and not again in compute(). A caller that ran it already on this node's voxels (the
     web app, when the file was opened) passes its warnings as `checked`."""
-    from ..runtime.checks import check_input
-
-    mrml.check_volume_node(volumeNode)
-    if volumeNode.GetScene() is None:
-        raise InputError(f"The volume {volumeNode.GetName()!r} is not in a scene.")
-    mrml.check_segmentation_node(segmentationNode, volumeNode)  # also refuses results of another volume
-    indexBox = mrml.roiToIndexBox(roiNode, volumeNode) if roiNode is not None else None
-    image = mrml.volumeToImage(volumeNode)
-    warnings = list(checked) if checked is not None else check_input(image, volumeNode.GetName())
+    image, indexBox, warnings = mrml.runInput(volumeNode, segmentationNode, roiNode, checked)
     loaded = getSegmenter(model, device)
     from ..runtime.localize import looks_like_crop
 

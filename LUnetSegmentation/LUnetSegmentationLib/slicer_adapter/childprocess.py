@@ -311,21 +311,13 @@ class Runner:
         before anything is started or changed."""
         import SimpleITK as sitk
 
-        from ..runtime.checks import check_input
-        from ..runtime.preprocess import InputError
         from . import mrml
 
         if self.busy:
             raise RuntimeError("A segmentation is already running; wait for it to finish or cancel it first.")
-        mrml.check_volume_node(volumeNode)
-        if volumeNode.GetScene() is None:
-            raise InputError(f"The volume {volumeNode.GetName()!r} is not in a scene.")
-        mrml.check_segmentation_node(segmentationNode, volumeNode)
-        indexBox = mrml.roiToIndexBox(roiNode, volumeNode) if roiNode is not None else None
-        image = mrml.volumeToImage(volumeNode)
-        # The single entry check, here so bad input is refused before a child is started; the
-        # child is told it ran ("checked") and does not run it again.
-        warnings = check_input(image, volumeNode.GetName())
+        # Checked here, so bad input is refused before a child is started; the child is told
+        # the entry check ran ("checked") and does not run it again.
+        image, indexBox, warnings = mrml.runInput(volumeNode, segmentationNode, roiNode)
         run_id = f"run-{next(self._ids)}"
         folder = self._temporary_folder() / run_id
         folder.mkdir(parents=True)

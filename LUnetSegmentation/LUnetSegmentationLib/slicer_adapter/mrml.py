@@ -299,6 +299,23 @@ def _check_results_of_this_volume(segmentationNode, volumeNode) -> None:
         )
 
 
+def runInput(volumeNode, segmentationNode=None, roiNode=None, checked: list[str] | None = None):
+    """A run's input, read from the scene and checked before any work (main thread), for the
+    console job and the panel's child alike: (image, index box of the ROI or None, warnings).
+    The voxels get the single entry check (runtime.checks.check_input) unless the caller ran it
+    already on this node's voxels and passes its warnings as `checked`."""
+    from ..runtime.checks import check_input
+
+    check_volume_node(volumeNode)
+    if volumeNode.GetScene() is None:
+        raise InputError(f"The volume {volumeNode.GetName()!r} is not in a scene.")
+    check_segmentation_node(segmentationNode, volumeNode)  # also refuses results of another volume
+    indexBox = roiToIndexBox(roiNode, volumeNode) if roiNode is not None else None
+    image = volumeToImage(volumeNode)
+    warnings = list(checked) if checked is not None else check_input(image, volumeNode.GetName())
+    return image, indexBox, warnings
+
+
 def outputSegmentationNode(volumeNode, segmentationNode):
     """The node to write a finished run into (main thread): the checks again, because the user
     may have changed the scene while the work ran, then the given node or a new one."""
