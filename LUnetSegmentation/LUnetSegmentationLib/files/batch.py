@@ -97,7 +97,8 @@ def _header_fields(path: Path) -> dict[str, str]:
 
 
 def _provenance(fields: dict[str, str]) -> dict[str, str]:
-    prefix = "LUnetSegmentation."
+    from .segfile import PROVENANCE_PREFIX as prefix
+
     return {k[len(prefix):]: v for k, v in fields.items() if k.startswith(prefix)}
 
 

@@ -26,6 +26,9 @@ TAG_SOURCE = "LUnetSegmentation.Source"  # value: model id
 TAG_STRUCTURE = "LUnetSegmentation.Structure"  # value: the label's key (its display name)
 TAG_LABEL_VALUE = "LUnetSegmentation.LabelValue"  # value: the model's label value, for labelmap export
 TERMINOLOGY_TAG = "TerminologyEntry"  # vtkSegment.GetTerminologyEntryTagName()
+# Provenance keys (model, weights and input checksums, ...): header fields of the files and
+# attributes of the segmentation nodes this module writes start with this.
+PROVENANCE_PREFIX = "LUnetSegmentation."
 
 
 def _segment_id(name: str) -> str:
@@ -77,7 +80,7 @@ def segmentation_image(labels: sitk.Image, specs, model_id: str, provenance: dic
     values.setdefault("Date", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     for key, value in values.items():
         # Extra header fields: Slicer ignores them, a reader of the file sees how it was made.
-        image.SetMetaData(f"LUnetSegmentation.{_clean(key)}", _clean(value))
+        image.SetMetaData(PROVENANCE_PREFIX + _clean(key), _clean(value))
     return image
 
 

@@ -16,7 +16,7 @@ import logging
 import numpy as np
 import SimpleITK as sitk
 
-from ..files.segfile import TAG_LABEL_VALUE, TAG_SOURCE, TAG_STRUCTURE
+from ..files.segfile import PROVENANCE_PREFIX, TAG_LABEL_VALUE, TAG_SOURCE, TAG_STRUCTURE
 from ..runtime.pipeline import SegmentSpec, specs_from_card
 from ..runtime.preprocess import InputError
 from ..runtime.resample import RAS_TO_LPS, image_from_ijk_to_ras
@@ -26,7 +26,7 @@ log = logging.getLogger("LUnetSegmentation")
 # Segment tags (segfile.TAG_*, shared with the .seg.nrrd writer) and node attributes written by
 # this module. The tag marks our own segments so a re-run replaces exactly them and leaves every
 # other segment (the user's edits) alone.
-ATTRIBUTE_PREFIX = "LUnetSegmentation."
+ATTRIBUTE_PREFIX = PROVENANCE_PREFIX  # node attributes carry the same keys as the file header
 
 
 # One label value and the segment it becomes: the MRML-free core's SegmentSpec.
