@@ -13,7 +13,7 @@ from lunet_test_helpers import add_volume, ijk_to_ras_matrix
 pytest.importorskip("slicer")
 
 from LUnetSegmentationLib.slicer_adapter import api, mrml  # noqa: E402
-from LUnetSegmentationLib.runtime import engine  # noqa: E402
+from LUnetSegmentationLib.runtime import engine, memory  # noqa: E402
 from LUnetSegmentationLib import segment  # noqa: E402
 from LUnetSegmentationLib.runtime.preprocess import InputError  # noqa: E402
 from LUnetSegmentationLib.runtime.weights import MODELS_DIR, WeightsError, find_model  # noqa: E402
@@ -116,7 +116,7 @@ def test_too_large_for_memory_is_refused_before_work(mrml_scene, monkeypatch):
     monkeypatch.setattr(engine, "available_memory_bytes", lambda: needed - 1)
     _refused(mrml_scene.scene, r"GiB of memory.*region of interest", volume)
     # and a volume too large even to copy is refused before its voxels are copied
-    monkeypatch.setattr(engine, "available_memory_bytes", lambda: 1 << 10)
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: 1 << 10)
     _refused(mrml_scene.scene, "Crop it first", volume)
 
 

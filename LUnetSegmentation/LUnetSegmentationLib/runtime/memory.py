@@ -8,8 +8,8 @@ standard library only (psutil is not bundled with Slicer).
     other    os.sysconf SC_AVPHYS_PAGES x SC_PAGE_SIZE where the platform has them
 
 `available_memory_bytes()` falls back to a fixed guess only when none of these answers, and
-`memory_source()` says which one answered (for messages and tests). Intended to replace
-engine.available_memory_bytes (see the report of issue 13).
+`memory_source()` says which one answered (for messages and tests). Used by the engine's
+memory check, the volume reader's header check and the MRML adapter's voxel copy.
 """
 from __future__ import annotations
 

@@ -151,7 +151,7 @@ def volumeToImage(volumeNode, available_bytes: int | None = None) -> sitk.Image:
     # Estimate before copying: the copy, its float32 version and the label image.
     needed = int(np.prod(dims)) * (scalars.GetDataTypeSize() + 4 + 1)
     if available_bytes is None:
-        from ..runtime.engine import available_memory_bytes
+        from ..runtime.memory import available_memory_bytes
 
         available_bytes = available_memory_bytes()
     if needed > available_bytes:
