@@ -45,6 +45,7 @@ index build of the whole dataset at every start to a tool that otherwise imports
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import logging
@@ -186,14 +187,6 @@ def _write_atomic(path: Path, write_to) -> Path:
     return write_atomic(path, write_to, overwrite=True)
 
 
-class _suppress_os_error:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, trace):
-        return kind is not None and issubclass(kind, OSError)
-
-
 def _write_text(path: Path, text: str) -> Path:
     return _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
@@ -235,7 +228,7 @@ def _remove_stale_temporaries(paths) -> None:
         if path.parent.is_dir():
             for stale in path.parent.glob(pattern):
                 if is_partial(stale) and stale.is_file() and not stale.is_symlink():
-                    with _suppress_os_error():
+                    with contextlib.suppress(OSError):
                         stale.unlink()
 
 
@@ -385,11 +378,11 @@ def process_scan(task: dict) -> dict:
               "host": socket.gethostname()}
     try:
         _remove_stale_temporaries(paths.values())
-        with _suppress_os_error():
+        with contextlib.suppress(OSError):
             paths["sidecar"].unlink()  # from here until the new sidecar lands, the scan counts as partial
         record.update(_segment_and_write(scan, task, paths))
         record["status"] = "ok"
-        with _suppress_os_error():
+        with contextlib.suppress(OSError):
             paths["error"].unlink()
     except Exception as error:  # one bad scan: recorded, the others go on
         record["error"] = _message(error)
