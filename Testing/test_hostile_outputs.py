@@ -289,6 +289,16 @@ def test_partials_of_a_killed_run_are_removed_and_nothing_else(tmp_path):
     assert _listing(tmp_path) == sorted([".hidden-notes.txt", ".x.partial-0123.csv", "sub-01.nii.gz", "victim"])
 
 
+def test_partials_of_one_output_are_its_own_only(tmp_path):
+    """The BIDS App clears one scan's leftovers while other scans write in the same folder."""
+    mine = [tmp_path / outputs.partial_name("sub-01_dseg.nii.gz") for _ in range(2)]
+    others = [tmp_path / outputs.partial_name(name) for name in ("sub-011_dseg.nii.gz", "sub-01_dseg.json")]
+    for path in mine + others + [tmp_path / "sub-01_dseg.nii.gz"]:
+        path.write_bytes(b"x")
+    assert sorted(outputs.partials_of(tmp_path / "sub-01_dseg.nii.gz")) == sorted(mine)
+    assert outputs.partials_of(tmp_path / "absent" / "sub-01_dseg.nii.gz") == []
+
+
 # ----------------------------------------------------------------------------- the web app's Save
 
 

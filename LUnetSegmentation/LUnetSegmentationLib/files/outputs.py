@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import glob
 import os
 import secrets
 import stat
@@ -45,11 +46,26 @@ def _suffix(name: str) -> str:
     return Path(name).suffix
 
 
+def _stem_and_suffix(name: str) -> tuple[str, str]:
+    suffix = _suffix(name)
+    return (name[: len(name) - len(suffix)] if suffix else name), suffix
+
+
 def partial_name(name: str) -> str:
     """'sub-01.seg.nrrd' -> '.sub-01.partial-<16 hex>.seg.nrrd'"""
-    suffix = _suffix(name)
-    stem = name[: len(name) - len(suffix)] if suffix else name
+    stem, suffix = _stem_and_suffix(name)
     return f".{stem}{PARTIAL_TAG}{secrets.token_hex(8)}{suffix}"
+
+
+def partials_of(path: str | Path) -> list[Path]:
+    """The temporary files interrupted writes of this one output left (partial_name's pattern),
+    and no other output's: for a folder where other writes may be under way."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stem, suffix = _stem_and_suffix(path.name)
+    pattern = f".{glob.escape(stem)}{PARTIAL_TAG}*{glob.escape(suffix)}"
+    return [stale for stale in path.parent.glob(pattern) if is_partial(stale)]
 
 
 def is_partial(path: str | Path) -> bool:

@@ -72,7 +72,6 @@ T1W_NAME = re.compile(
     rf"(?:_rec-(?P<rec>{LABEL}))?(?:_run-(?P<run>[0-9]+))?(?:_echo-(?P<echo>[0-9]+))?"
     rf"(?:_part-(?P<part>mag|phase|real|imag))?(?:_chunk-(?P<chunk>[0-9]+))?_T1w\.nii(?:\.gz)?$"
 )
-_SUFFIXES = (".nii.gz", ".tsv", ".json", ".png")
 
 
 # ----------------------------------------------------------------------------- layout
@@ -219,17 +218,13 @@ def _safe_dir(root: Path, parts) -> Path:
 def _remove_stale_temporaries(paths) -> None:
     """Temporary files a killed worker left for these outputs. Only this scan's own names: other
     scans' writes may be under way in the same folder (outputs.remove_partials would take them)."""
-    from ...files.outputs import PARTIAL_TAG, is_partial
+    from ...files.outputs import partials_of
 
     for path in paths:
-        name = path.name
-        suffix = next((s for s in _SUFFIXES if name.endswith(s)), path.suffix)
-        pattern = f".{name[: len(name) - len(suffix)]}{PARTIAL_TAG}*{suffix}"
-        if path.parent.is_dir():
-            for stale in path.parent.glob(pattern):
-                if is_partial(stale) and stale.is_file() and not stale.is_symlink():
-                    with contextlib.suppress(OSError):
-                        stale.unlink()
+        for stale in partials_of(path):
+            if stale.is_file() and not stale.is_symlink():
+                with contextlib.suppress(OSError):
+                    stale.unlink()
 
 
 def _hex(color) -> str:
