@@ -27,7 +27,7 @@ def accuracy_table() -> list[str]:
              "--synthetic ../shared/data/synthseg_label_maps --subjects training_seg_17 training_seg_18 training_seg_19 "
              "training_seg_20 --variants 1mm 3mm 1x1x5 --model MODEL --out docs/results/wholehead_eval_MODEL.json`. "
              "Real scan: fs_norm (FreeSurfer norm.mgz, labels 17/53). Synthetic: whole heads made from the four label maps "
-             "held out of training, in T1-, T2- and FLAIR-like contrast (synth.synthesize_head). `3mm` and `1x1x5` are the "
+             "held out of training, in T1-, T2- and FLAIR-like contrast (synthetic_heads.synthesize_head). `3mm` and `1x1x5` are the "
              "same heads with 3 mm voxels or 5 mm slices along S-I (training/acquisition.py, simulate_acquisition). Per-side Dice; a "
              "refused case (no hippocampus found with confidence) counts as a failure, never as a volume.", ""]
     found = False

@@ -8,6 +8,7 @@ the repository's scripts). Use the source install: see the README's "Training".
     augment             batched torch augmentation for crops
     train               training on crops (Dice + cross-entropy), resumable
     synth               synthetic MRI from label maps (pure torch)
+    synthetic_heads     whole synthetic heads (numpy + SimpleITK) for evaluation
     synth_train         training the whole-hippocampus model on synthetic heads
     evaluate            Dice and HD95 on labelled Decathlon crops
     evaluate_wholehead  per-side Dice, HD95 and volume ratio on whole heads

@@ -106,7 +106,7 @@ def evaluate_wholehead(pairs, model=None, device="cpu", variants=("1mm",), synth
     cases = [(case_name(image), lambda image=image: readImage(image), lambda labels=labels: readImage(labels))
              for image, labels in pairs]
     if synthetic:
-        from .synth import synthesize_head
+        from .synthetic_heads import synthesize_head
 
         maps = sorted(Path(synthetic).glob("*.nii.gz"))
         if subjects:
