@@ -16,6 +16,7 @@ model is loaded. Every way in (Slicer panel, console, CLI, BIDS App, web app) en
     weights      shipped model cards and weights, found by id, checked by SHA-256
     preprocess   intensity normalisation; InputError
     resample     geometry: model grid, index boxes, RAS/LPS
+    measures     asymmetry index and intracranial-volume fractions, shared by every output
     memory       available memory, without psutil
     terminology  segment names, colours and DICOM terminology from the card
 """
