@@ -161,12 +161,20 @@ def test_full_disk_leaves_no_file_and_says_what_to_do(tmp_path, move):
 
 
 def test_writer_failure_of_any_kind_leaves_no_file(tmp_path):
-    def broken(tmp: Path):
+    def itk_failed(tmp: Path):
         tmp.write_bytes(b"x")
-        raise RuntimeError("ITK exception")
+        raise RuntimeError("Exception thrown in SimpleITK ImageFileWriter_Execute: x.cxx:1349:\nITK ERROR: Write: Error writing")
 
-    with pytest.raises(RuntimeError, match="ITK exception"):
-        write_atomic(tmp_path / "case.nii.gz", broken)
+    with pytest.raises(OutputError, match=r"the writer failed \(ITK ERROR: Write: Error writing\)\. Nothing was written"):
+        write_atomic(tmp_path / "case.nii.gz", itk_failed)
+    assert _listing(tmp_path) == []
+
+    def bug(tmp: Path):
+        tmp.write_bytes(b"x")
+        raise TypeError("a bug of ours")
+
+    with pytest.raises(TypeError, match="a bug of ours"):  # not dressed up as a disk problem
+        write_atomic(tmp_path / "case.nii.gz", bug)
     assert _listing(tmp_path) == []
 
 
@@ -275,24 +283,44 @@ def test_csv_completeness(tmp_path):
     assert not is_complete_output(tmp_path / "missing.csv")
 
 
+def _dead_pid() -> int:
+    """The id of a process of this machine that has ended."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", ""])
+    process.wait()
+    return process.pid
+
+
+def _partial_of_dead_writer(folder: Path, name: str) -> Path:
+    stem, suffix = outputs._stem_and_suffix(name)
+    return folder / f".{stem}.partial-{outputs._machine()}-{_dead_pid()}-{os.urandom(8).hex()}{suffix}"
+
+
 def test_partials_of_a_killed_run_are_removed_and_nothing_else(tmp_path):
-    leftover = tmp_path / outputs.partial_name("sub-01.seg.nrrd")
+    leftover = _partial_of_dead_writer(tmp_path, "sub-01.seg.nrrd")
     leftover.write_bytes(b"half")
+    running = tmp_path / outputs.partial_name("sub-02.seg.nrrd")  # this process's write, under way
+    running.write_bytes(b"half")
     theirs = tmp_path / ".hidden-notes.txt"
     theirs.write_text("mine")
     kept = tmp_path / "sub-01.nii.gz"
     kept.write_bytes(gzip.compress(b"x"))
     victim = tmp_path / "victim"
     victim.write_text("keep")
-    (tmp_path / ".x.partial-0123.csv").symlink_to(victim)
+    (tmp_path / ".x.partial-0123456789abcdef.csv").symlink_to(victim)
     assert remove_partials(tmp_path) == [leftover]
-    assert _listing(tmp_path) == sorted([".hidden-notes.txt", ".x.partial-0123.csv", "sub-01.nii.gz", "victim"])
+    assert _listing(tmp_path) == sorted([".hidden-notes.txt", ".x.partial-0123456789abcdef.csv", "sub-01.nii.gz",
+                                         running.name, "victim"])
 
 
 def test_partials_of_one_output_are_its_own_only(tmp_path):
     """The BIDS App clears one scan's leftovers while other scans write in the same folder."""
-    mine = [tmp_path / outputs.partial_name("sub-01_dseg.nii.gz") for _ in range(2)]
-    others = [tmp_path / outputs.partial_name(name) for name in ("sub-011_dseg.nii.gz", "sub-01_dseg.json")]
+    mine = [_partial_of_dead_writer(tmp_path, "sub-01_dseg.nii.gz") for _ in range(2)]
+    mine.append(tmp_path / ".sub-01_dseg.partial-0123456789abcdef.nii.gz")  # an earlier version's temporary
+    others = [_partial_of_dead_writer(tmp_path, name) for name in ("sub-011_dseg.nii.gz", "sub-01_dseg.json")]
+    others.append(tmp_path / outputs.partial_name("sub-01_dseg.nii.gz"))  # a write under way in this process
     for path in mine + others + [tmp_path / "sub-01_dseg.nii.gz"]:
         path.write_bytes(b"x")
     assert sorted(outputs.partials_of(tmp_path / "sub-01_dseg.nii.gz")) == sorted(mine)
