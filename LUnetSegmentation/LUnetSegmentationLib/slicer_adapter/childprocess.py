@@ -44,19 +44,67 @@ class ChildError(RuntimeError):
     """The child failed; the message is the child's own (what is wrong and what to do)."""
 
 
+# Windows process creation flags (the constants exist in subprocess only on Windows).
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+CREATE_NO_WINDOW = 0x08000000
+
+
+def is_windows() -> bool:
+    return sys.platform == "win32"
+
+
+def _windows_short_path(path: str) -> str:
+    """The 8.3 short form of an existing path (ASCII where 8.3 names are enabled), or `path`."""
+    import ctypes
+
+    size = ctypes.windll.kernel32.GetShortPathNameW(str(path), None, 0)
+    if not size:
+        return str(path)
+    buffer = ctypes.create_unicode_buffer(size)
+    if not ctypes.windll.kernel32.GetShortPathNameW(str(path), buffer, size):
+        return str(path)
+    return buffer.value
+
+
+def child_path(path) -> str:
+    """A path as the child is given it. On Windows a non-ASCII path (a user profile named
+    "Jürgen", a per-user install under it) becomes its 8.3 short form: Slicer's Python
+    (python-real, started by the PythonSlicer launcher) has no UTF-8 code-page manifest, unlike
+    SlicerApp-real, so ITK's narrow-character file functions cannot open non-ASCII names there.
+    Elsewhere (UTF-8 file systems) the path is returned unchanged."""
+    path = str(path)
+    if not is_windows() or path.isascii():
+        return path
+    return _windows_short_path(path)
+
+
 def worker_command(python: str, lib_parent: Path = LIB_PARENT) -> list[str]:
-    """The command line that starts a persistent worker with `python` (PythonSlicer in Slicer)."""
-    return [str(python), "-c", BOOTSTRAP, str(lib_parent)]
+    """The command line that starts a persistent worker with `python` (PythonSlicer in Slicer).
+    The package folder goes through `child_path`, so the files the child finds from its own
+    location (model cards, the template) have ASCII paths on Windows too."""
+    return [str(python), "-c", BOOTSTRAP, child_path(lib_parent)]
+
+
+def process_options() -> dict:
+    """Popen options: the worker in its own process group (so kill_tree reaches the Python the
+    launcher starts) and, on Windows, without a console window (as Slicer's own
+    launchConsoleProcess does: the worker lives as long as the scene, its window would too)."""
+    if is_windows():
+        return {"creationflags": CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW}
+    return {"start_new_session": True}
 
 
 def parse_event_line(line: str):
     """One protocol line -> dict with an "event" key, or None for anything else (blank lines,
     partial or foreign output); fractions are clamped to 0..1."""
     line = line.strip()
-    if not line.startswith("{"):
+    # Native code in the child may write to stdout without a newline; the worker keeps such
+    # text off the protocol stream, and an event glued after it is still found here.
+    start = line.find('{"event"')
+    if start < 0:
         return None
     try:
-        event = json.loads(line)
+        event = json.loads(line[start:])
     except ValueError:
         return None
     if not isinstance(event, dict) or not isinstance(event.get("event"), str):
@@ -168,8 +216,9 @@ def kill_tree(process: subprocess.Popen) -> None:
     worker is started in its own process group (POSIX) or killed with taskkill /T (Windows)."""
     if process.poll() is not None:
         return
-    if sys.platform == "win32":
-        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, check=False)
+    if is_windows():
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, check=False,
+                       creationflags=CREATE_NO_WINDOW)
     else:
         try:
             os.killpg(process.pid, signal.SIGKILL)
@@ -194,13 +243,16 @@ class Worker:
         environment = dict(os.environ if env is None else env)
         environment["PYTHONUNBUFFERED"] = "1"
         environment["PYTHONIOENCODING"] = "utf-8"
+        # What Slicer 5.12's PythonSlicer launcher sets itself (SuperBuild/External_python.cmake);
+        # on 5.8 it makes Python's own file and text encoding UTF-8 in the child too.
+        environment["PYTHONUTF8"] = "1"
         with open(self.events_path, "wb") as stdout, open(self.stderr_path, "wb") as stderr:
-            options = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if sys.platform == "win32" else {"start_new_session": True}
             self.process = subprocess.Popen(
-                self.command, stdin=subprocess.PIPE, stdout=stdout, stderr=stderr, env=environment, **options
+                self.command, stdin=subprocess.PIPE, stdout=stdout, stderr=stderr, env=environment, **process_options()
             )
         self.events = EventFile(self.events_path)
         self.ready = None  # the "ready" event once seen (pid, Python version)
+        self.exiting = False  # it said it exits (idle with a CUDA context); a new one takes the next request
 
     @property
     def alive(self) -> bool:
@@ -218,6 +270,8 @@ class Worker:
         for event in events:
             if event["event"] == "ready":
                 self.ready = event
+            elif event["event"] == "exiting":
+                self.exiting = True
         return events
 
     def stderr_tail(self) -> str:
@@ -276,6 +330,8 @@ class ActiveRun:
     status: Status = field(default_factory=lambda: Status("running"))
     summaryPath: Path | None = None
     result: ChildResult | None = None
+    request: dict = field(default_factory=dict)
+    accepted: bool = False  # the worker said "started" for it
 
 
 class Runner:
@@ -301,6 +357,10 @@ class Runner:
         return Path(self._folder)
 
     def _ensure_worker(self) -> Worker:
+        if self.worker is not None and self.worker.alive:
+            self.worker.read_events()  # between runs only "ready" or "exiting" can be there
+            if self.worker.exiting:
+                self.worker.stop()
         if self.worker is None or not self.worker.alive:
             self.worker = Worker(self.python, self._temporary_folder() / f"worker-{next(self._ids)}", self.lib_parent, self.env)
         return self.worker
@@ -321,20 +381,23 @@ class Runner:
         run_id = f"run-{next(self._ids)}"
         folder = self._temporary_folder() / run_id
         folder.mkdir(parents=True)
+        (folder / "output").mkdir()
         inputPath = folder / "input.nrrd"
+        # Slicer's main process (SlicerApp-real) has the UTF-8 code-page manifest, so it writes any
+        # path; the child, which lacks it, is given child_path()s.
         sitk.WriteImage(image, str(inputPath), False)  # uncompressed: written and read fastest
         worker = self._ensure_worker()
         request = {
             "id": run_id,
-            "input": str(inputPath),
-            "output_dir": str(folder / "output"),
+            "input": child_path(inputPath),
+            "output_dir": child_path(folder / "output"),
             "model": None if model is None else str(model),
             "device": device,
             "index_box": None if indexBox is None else [list(map(int, indexBox[0])), list(map(int, indexBox[1]))],
             "name": volumeNode.GetName(),
             "checked": warnings,
         }
-        self.run = ActiveRun(run_id, volumeNode, segmentationNode, roiNode, indexBox, tuple(image.GetSize()), folder)
+        self.run = ActiveRun(run_id, volumeNode, segmentationNode, roiNode, indexBox, tuple(image.GetSize()), folder, request=request)
         try:
             worker.send(request)
         except ChildError:
@@ -352,12 +415,24 @@ class Runner:
         if status.state != "running":
             return status
         status.elapsed = time.time() - run.started
+        removed = self._removed_node(run)
+        if removed:
+            # Nothing could be written for it: stop the child now rather than let it compute to
+            # the end, and let the caller discard the run (its temporary folder goes too).
+            if self.worker is not None:
+                self.worker.kill()
+                self.worker = None
+            status.state = "failed"
+            status.message = f"The {removed} was removed from the scene while it was being segmented; the run was stopped. Nothing was changed."
+            return status
         worker = self.worker
         for event in worker.read_events() if worker is not None else []:
             if event.get("id") not in (run.id, "") and event["event"] != "ready":
                 continue  # a line about an earlier (cancelled) request
             kind = event["event"]
-            if kind == "progress":
+            if kind == "started":
+                run.accepted = True
+            elif kind == "progress":
                 status.fraction = max(status.fraction, event["fraction"])
                 status.stage = event["stage"]
             elif kind == "done":
@@ -374,6 +449,14 @@ class Runner:
                 status.message = str(event.get("message") or "The segmentation worker failed without a message.")
                 status.details = str(event.get("details", ""))
                 return status
+        if worker is not None and not worker.alive and worker.exiting and not run.accepted:
+            # It went idle and exited just as the request was sent: a new worker takes it.
+            self.worker = None
+            try:
+                self._ensure_worker().send(run.request)
+            except ChildError as error:
+                status.state, status.message = "failed", str(error)
+            return status
         if worker is None or not worker.alive:
             # Gone without a done/error line: crashed (out of memory, a native library, killed).
             code = None if worker is None else worker.process.returncode
@@ -385,6 +468,14 @@ class Runner:
             status.details = worker.stderr_tail() if worker else ""
             self.worker = None
         return status
+
+    @staticmethod
+    def _removed_node(run: ActiveRun) -> str:
+        """Which of the run's nodes left the scene ("" when none did)."""
+        for what, node in (("input volume", run.volumeNode), ("output segmentation", run.segmentationNode), ("region of interest", run.roiNode)):
+            if node is not None and node.GetScene() is None:
+                return what
+        return ""
 
     def cancel(self) -> None:
         """Stop the running segmentation now: the child is killed (with the model it held) and

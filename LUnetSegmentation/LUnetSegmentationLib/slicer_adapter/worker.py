@@ -9,8 +9,9 @@ Run it with Slicer's own Python (`PythonSlicer`), or any Python with the require
     PythonSlicer -m LUnetSegmentationLib.slicer_adapter.worker                   # requests on stdin (persistent)
     PythonSlicer -m LUnetSegmentationLib.slicer_adapter.worker --request req.json  # one request, then exit
 
-(`LUnetSegmentationLib` must be importable: on PYTHONPATH, or see
-`childprocess.worker_command`, which puts its folder on sys.path itself.)
+(`LUnetSegmentationLib` must be importable: on PYTHONPATH. The Slicer panel does not rely on
+that: it runs `PythonSlicer -c BOOTSTRAP <folder holding LUnetSegmentationLib>` (see
+`childprocess.worker_command`), which puts the folder on sys.path itself and calls `main`.)
 
 Protocol, version 1. Every message is one JSON object on one line, UTF-8.
 
@@ -25,7 +26,10 @@ Requests (stdin, one per line; stdin closed or {"command": "exit"} ends the work
      "checked": []}                   # optional: warnings of the entry check the parent already
                                       # ran on these voxels (absent: the worker runs it)
 
-Events (stdout; anything else the libraries print goes to stderr, so stdout stays parseable):
+Events (stdout; anything else goes to stderr, so stdout stays parseable: the protocol is written
+to a private duplicate of the original stdout descriptor and descriptor 1 itself is pointed at
+stderr, so even native code that writes to stdout, with or without a newline, cannot break a
+line; the parent also finds an event glued after foreign text):
     {"event": "ready", "protocol": 1, "pid": 123, "python": "3.9.10", "version": "1.0.0"}
     {"event": "started", "id": "run-1"}
     {"event": "progress", "id": "run-1", "fraction": 0.42, "stage": "network"}
@@ -35,6 +39,16 @@ Events (stdout; anything else the libraries print goes to stderr, so stdout stay
      "summary": "/tmp/x/run-1/summary.json", "seconds": 1.9}
     {"event": "error", "id": "run-1", "message": "what is wrong and what to do",
      "type": "InputError", "details": "traceback"}
+    {"event": "exiting", "reason": "idle", "idle_seconds": 300}
+        a worker that used CUDA exits after IDLE_EXIT_S seconds without a request, so its CUDA
+        context (hundreds of MB that empty_cache cannot hand back) does not stay on the GPU; the
+        parent starts a new one on the next request. A CPU-only worker stays.
+
+The input is read like every other entry point reads a file (files.volumeio.readImage: header,
+size, completeness, NaN and detached-data checks; a FIFO or device is refused) and the outputs
+are written like the CLI writes them (files.outputs: the folder checked, each file written to a
+temporary name and renamed without following or replacing anything, so a planted link or file
+under labels.nrrd is refused rather than written through).
 
 Outputs in output_dir:
     labels.nrrd   uint8 labels on the input's own grid (same size, spacing, origin, direction)
@@ -47,14 +61,17 @@ Outputs in output_dir:
 
 The model stays loaded between requests (the pipeline's model cache), so a second click skips
 torch start-up and model loading. GPU memory is handed back to the driver after every request
-(`torch.cuda.empty_cache`); it all goes when the process ends.
+(`torch.cuda.empty_cache`); the CUDA context goes when the idle worker exits.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import queue
+import stat
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -66,6 +83,8 @@ SUMMARY_FILE = "summary.json"
 # localization, inference; reported by the pipeline), writing the result.
 READ_SHARE, WRITE_SHARE = 0.05, 0.05
 PROGRESS_INTERVAL_S = 0.1  # at most ten progress lines a second
+# A worker holding a CUDA context exits after this long without a request (LUNET_WORKER_IDLE_EXIT_S).
+IDLE_EXIT_S = 300.0
 
 
 class Emitter:
@@ -100,6 +119,38 @@ def release_torch_memory() -> dict:
     return {"cuda_cache_emptied": True, "reserved_before_bytes": int(before), "reserved_after_bytes": int(torch.cuda.memory_reserved())}
 
 
+def cuda_initialised() -> bool:
+    """True when this process holds a CUDA context (never imports torch)."""
+    torch = sys.modules.get("torch")
+    try:
+        return bool(torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized())
+    except Exception:
+        return False
+
+
+def idle_exit_seconds() -> float:
+    try:
+        return float(os.environ.get("LUNET_WORKER_IDLE_EXIT_S", IDLE_EXIT_S))
+    except ValueError:
+        return IDLE_EXIT_S
+
+
+def _read_input(path: str):
+    """The request's input through the file layer's checked reader (as the CLI reads files)."""
+    from ..files.volumeio import readImage
+    from ..runtime.preprocess import InputError
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        # readImage would call it "no such file"; say what it is.
+        raise InputError(f"The worker's input {path} is not a regular file (a pipe, device or folder); it was not "
+                         "read. Give it an image file (.nrrd, .nii.gz, .mha).")
+    return readImage(path)
+
+
 def _index_box(value):
     if value is None:
         return None
@@ -117,6 +168,7 @@ def run_request(request: dict, emit: Emitter) -> dict:
     import SimpleITK as sitk
 
     from .. import __version__
+    from ..files.outputs import check_output_dir, write_atomic
     from ..runtime.pipeline import label_image
 
     request_id = str(request.get("id", ""))
@@ -124,13 +176,9 @@ def run_request(request: dict, emit: Emitter) -> dict:
     for key in ("input", "output_dir"):
         if not request.get(key):
             raise ValueError(f"The request has no {key!r}; give the input file and the output folder.")
-    output_dir = Path(request["output_dir"])
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = check_output_dir(request["output_dir"])  # refuses a link, a file, an unwritable folder
     emit.progress(request_id, 0.0, "reading", force=True)
-    try:
-        image = sitk.ReadImage(str(request["input"]))
-    except RuntimeError as error:
-        raise FileNotFoundError(f"The worker cannot read its input {request['input']}: {error}") from None
+    image = _read_input(str(request["input"]))
     share = 1.0 - READ_SHARE - WRITE_SHARE
 
     def progress(fraction: float) -> None:
@@ -146,16 +194,12 @@ def run_request(request: dict, emit: Emitter) -> dict:
         checked=request.get("checked"),
     )
     emit.progress(request_id, READ_SHARE + share, "writing", force=True)
-    labels_path = output_dir / LABELS_FILE
-    sitk.WriteImage(result.labels, str(labels_path), True)
+    labels_path = write_atomic(output_dir / LABELS_FILE, lambda tmp: sitk.WriteImage(result.labels, str(tmp), True))
     summary = result.summary()
     summary.update(protocol=PROTOCOL, labels_file=LABELS_FILE, module_version=__version__, input=str(request["input"]))
     summary["memory"] = release_torch_memory()
-    summary_path = output_dir / SUMMARY_FILE
-    # Written last and renamed into place: a summary that exists is complete.
-    partial = summary_path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(summary, indent=1))
-    os.replace(partial, summary_path)
+    # Written last: a summary that exists is complete.
+    summary_path = write_atomic(output_dir / SUMMARY_FILE, lambda tmp: tmp.write_text(json.dumps(summary, indent=1), encoding="utf-8"))
     emit.progress(request_id, 1.0, "writing", force=True)
     return {"labels": str(labels_path), "summary": str(summary_path), "seconds": round(time.time() - started, 3)}
 
@@ -174,13 +218,42 @@ def handle(request: dict, emit: Emitter) -> bool:
         return False
 
 
-def serve(lines, emit: Emitter) -> int:
-    """Handle request lines until they end or an exit command; 1 if any request failed."""
+_END = object()
+
+
+def _lines_in_background(lines) -> queue.Queue:
+    """Request lines handed over by a reader thread, so the main loop can wait with a timeout
+    (the worker is a process of its own: a thread here does not compete with Slicer's GIL)."""
+    pending = queue.Queue()
+
+    def read():
+        try:
+            for line in lines:
+                pending.put(line)
+        finally:
+            pending.put(_END)
+
+    threading.Thread(target=read, name="requests", daemon=True).start()
+    return pending
+
+
+def serve(lines, emit: Emitter, idle_exit_s: float | None = None, gpu_in_use=cuda_initialised) -> int:
+    """Handle request lines until they end or an exit command; 1 if any request failed. While
+    `gpu_in_use()`, the worker exits after `idle_exit_s` seconds without a request."""
     from .. import __version__
 
+    idle_exit_s = idle_exit_seconds() if idle_exit_s is None else idle_exit_s
     failed = False
     emit("ready", protocol=PROTOCOL, pid=os.getpid(), python=sys.version.split()[0], version=__version__)
-    for line in lines:
+    pending = _lines_in_background(lines)
+    while True:
+        try:
+            line = pending.get(timeout=idle_exit_s if gpu_in_use() else None)
+        except queue.Empty:
+            emit("exiting", reason="idle", idle_seconds=idle_exit_s)
+            break
+        if line is _END:
+            break
         line = line.strip()
         if not line:
             continue
@@ -202,16 +275,49 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m LUnetSegmentationLib.slicer_adapter.worker", description="LUnet segmentation worker (JSON lines protocol; see the module docstring)")
     parser.add_argument("--request", help="a request JSON file: run it and exit (default: requests on stdin, one per line)")
     args = parser.parse_args(argv)
-    # Protocol lines go to the real stdout; anything printed by libraries goes to stderr.
-    emit = Emitter(sys.stdout)
-    sys.stdout = sys.stderr
+    stream, restore = protocol_stream()
+    emit = Emitter(stream)
     try:
         if args.request:
             request = json.loads(Path(args.request).read_text())
             return serve([json.dumps(request)], emit)
         return serve(sys.stdin, emit)
     finally:
-        sys.stdout = emit.stream
+        restore()
+
+
+def protocol_stream():
+    """A private stream for protocol lines, and a function that undoes the redirection.
+
+    The original stdout descriptor is duplicated for the protocol; descriptor 1 (and on Windows
+    the process's standard output handle, which native code may use directly) then points at
+    stderr, as does sys.stdout. So nothing but protocol lines reaches the parent's event file,
+    whatever Python or native code prints."""
+    sys.stdout.flush()
+    original = sys.stdout
+    protocol_fd = os.dup(1)
+    os.dup2(2, 1)
+    if sys.platform == "win32":
+        import ctypes
+        import msvcrt
+
+        ctypes.windll.kernel32.SetStdHandle(-11, msvcrt.get_osfhandle(2))  # STD_OUTPUT_HANDLE
+    stream = os.fdopen(protocol_fd, "w", encoding="utf-8", buffering=1, closefd=False)
+    sys.stdout = sys.stderr
+
+    def restore():
+        stream.flush()
+        sys.stdout.flush()
+        os.dup2(protocol_fd, 1)
+        if sys.platform == "win32":
+            import ctypes
+            import msvcrt
+
+            ctypes.windll.kernel32.SetStdHandle(-11, msvcrt.get_osfhandle(1))
+        os.close(protocol_fd)
+        sys.stdout = original
+
+    return stream, restore
 
 
 if __name__ == "__main__":
