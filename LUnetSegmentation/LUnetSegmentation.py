@@ -154,6 +154,9 @@ class LUnetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
+        # The "Show 3D" button (Slicer's own, as in the Segment Editor) toggles the closed-surface
+        # representation of whichever segmentation the output selector shows.
+        self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.ui.show3DButton.setSegmentationNode)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
@@ -205,9 +208,11 @@ class LUnetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def onSceneStartClose(self, caller, event):
         # The nodes of a running job are about to disappear: stop it (nothing is written), end the
         # child and free the models it and the console held.
+        wasRunning = self.running
         self._pollTimer.stop()
         self.logic.shutdown()
         self._showRunning(False)
+        self._setStatus(_("The scene was closed while segmenting; the run was stopped.") if wasRunning else "")
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -385,7 +390,7 @@ class LUnetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if status.state == "failed":
             self.logic.discardSegmentation()
             logging.error(f"LUnetSegmentation failed: {status.message}\n{status.details}")
-            self._setStatus(_("Failed: {error} Nothing was changed.").format(error=status.message), error=True)
+            self._setStatus(self.failureText(status.message), error=True)
             slicer.util.errorDisplay(
                 _("Segmentation failed: {error}").format(error=status.message),
                 windowTitle=_("LUnet Segmentation"),
@@ -400,10 +405,20 @@ class LUnetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._setStatus(_("Failed to write the segments: {error}").format(error=error), error=True)
             slicer.util.errorDisplay(str(error), windowTitle=_("LUnet Segmentation"), detailedText=traceback.format_exc())
             return
-        if self._parameterNode:
-            self._parameterNode.outputSegmentation = segmentationNode
+        # The logic's parameter node, not the GUI binding: the user may be in another module now
+        # (exit() dropped the binding), and the next Apply must update this node, not make "_1".
+        self.logic.getParameterNode().outputSegmentation = segmentationNode
         self._setStatus(self.logic.summary(run.result))
         self.logic.showResult(segmentationNode, run.volumeNode)  # the volume segmented, not today's selection
+        self.ui.show3DButton.setSegmentationNode(segmentationNode)
+
+    @staticmethod
+    def failureText(message):
+        """The status line for a failed run: the child's message, and "Nothing was changed" once."""
+        text = _("Failed: {error}").format(error=message.strip())
+        if "nothing was changed" not in text.lower():
+            text += " " + _("Nothing was changed.")
+        return text
 
 
 #
@@ -515,30 +530,33 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def ensureDependencies(askConfirmation=True):
-        """True when a torch that works here can be imported; installs it through the PyTorch
+        """True when a torch that works here is installed; installs it through the PyTorch
         extension after asking. Raises (with what to do) where none can work.
 
-        Never pip-installs torch directly: the PyTorch extension picks the build (CUDA or CPU)
-        that matches this computer. The requirement is >=2.3 (builds for NumPy 2, which Slicer
-        ships from 5.10); Intel Macs get 2.2 under NumPy 1 and a clear refusal under NumPy 2
-        (see LUnetSegmentationLib.slicer_adapter.dependencies).
+        Whether torch is installed, and its version, come from its package metadata: torch is
+        never imported here, in Slicer's main thread, where importing it freezes the GUI for
+        seconds (the child process imports it). Never pip-installs torch directly: the PyTorch
+        extension picks the build (CUDA or CPU) that matches this computer. A new install asks for
+        >=2.3 (builds for NumPy 2, which Slicer ships from 5.10); an installed 2.1 or 2.2 is
+        accepted under NumPy 1 (Slicer 5.8); Intel Macs get 2.2 under NumPy 1 and a clear refusal
+        under NumPy 2 (see LUnetSegmentationLib.slicer_adapter.dependencies).
         """
-        from LUnetSegmentationLib.slicer_adapter.dependencies import check_torch_version, torch_requirement
+        from LUnetSegmentationLib.slicer_adapter.dependencies import check_torch_version, installed_version, torch_requirement
 
         requirement = torch_requirement()
+        version = installed_version("torch")
+        if version is not None:
+            check_torch_version(version, requirement)
+            return True
         try:
             import PyTorchUtils
         except ModuleNotFoundError:
             raise RuntimeError(
                 _("LUnet Segmentation needs the PyTorch extension. Install 'PyTorch' from the Extensions Manager, restart Slicer, and try again.")
             ) from None
-        torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-        if not torchLogic.torchInstalled():
-            torch = torchLogic.installTorch(askConfirmation=askConfirmation, torchVersionRequirement=requirement)
-            if torch is None:
-                return False
-        import torch
-
+        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=askConfirmation, torchVersionRequirement=requirement)
+        if torch is None:
+            return False
         check_torch_version(torch.__version__, requirement)
         return True
 
@@ -554,7 +572,7 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
             _("{reason} needs the Python package '{package}', which is not installed. Install it now?").format(reason=reason, package=pipName),
             windowTitle=_("LUnet Segmentation"),
         ):
-            return False
+            raise RuntimeError(_("{reason} needs the Python package '{package}'; it was not installed.").format(reason=reason, package=pipName))
         slicer.util.pip_install(pipName)
         return True
 
@@ -582,9 +600,11 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
         """Batch: segment files on disk; see `LUnetSegmentationLib.slicer_adapter.api.segmentFiles`. The batch
         path needs no MRML scene, so it never builds a second application logic (which would
         register the segmentation converter rules again in Slicer's global factory)."""
+        if isinstance(inputPaths, (str, os.PathLike)):
+            inputPaths = [inputPaths]  # one path, not the characters of its name
         if not self.ensureDependencies(askConfirmation=True):
             raise RuntimeError(_("PyTorch is not installed; segmentation needs it."))
-        if any(str(path).lower().endswith(".mgz") for path in inputPaths):
+        if any(str(path).lower().endswith((".mgz", ".mgh")) for path in inputPaths):
             self.ensureOptionalPackage("nibabel", "nibabel", _("Reading FreeSurfer .mgz files"))
         from LUnetSegmentationLib.slicer_adapter.api import segmentFiles
 
@@ -595,20 +615,31 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
         """One status line: time, device, volume of each hippocampus (whole-head scans) and of each
         segment, and any notes (e.g. a GPU fallback)."""
         sides = {"left": _("Left hippocampus"), "right": _("Right hippocampus")}
-        parts = [(sides.get(side, side), volume) for side, volume in getattr(job, "sideVolumes", {}).items()]
-        parts += list(job.volumes.items())
+        segmentVolumes = dict(job.volumes)
+        segmentNames = {name.lower() for name in segmentVolumes}
+        # A side's total only adds something when the side has several segments (anterior and
+        # posterior); the whole-hippocampus model's segments are the sides, listed once.
+        parts = [(sides.get(side, side), volume) for side, volume in (getattr(job, "sideVolumes", None) or {}).items()
+                 if sides.get(side, side).lower() not in segmentNames]
+        parts += list(segmentVolumes.items())
         volumes = ", ".join(_("{name} {volume:.0f} mm\u00b3").format(name=name, volume=volume) for name, volume in parts)
         text = _("Done in {seconds:.1f} s on {device}: {volumes}.").format(seconds=job.seconds, device=job.device, volumes=volumes)
         if getattr(job, "notes", None):
             text += " " + " ".join(job.notes)
+        warnings = list(getattr(job, "warnings", None) or [])
+        if warnings:
+            text += " " + _("Warning: {warnings}").format(warnings=" ".join(warnings))
         return text
 
     @staticmethod
-    def showResult(segmentationNode, volumeNode=None):
-        """Show the new segments in the slice views, centred on the first non-empty one."""
+    def showResult(segmentationNode, volumeNode=None, show3D=True):
+        """Show the new segments in the slice views, centred on the first non-empty one, and (with
+        `show3D`) as closed surfaces in the 3D view; the panel's "Show 3D" button toggles them."""
         if volumeNode is not None:
             slicer.util.setSliceViewerLayers(background=volumeNode)
         segmentationNode.CreateDefaultDisplayNodes()
+        if show3D:
+            segmentationNode.CreateClosedSurfaceRepresentation()
         segmentation = segmentationNode.GetSegmentation()
         for index in range(segmentation.GetNumberOfSegments()):
             segmentId = segmentation.GetNthSegmentID(index)
@@ -670,6 +701,22 @@ class LUnetSegmentationTest(ScriptedLoadableModuleTest):
             raise unittest.SkipTest("PyTorch is not installed (set LUNET_SELFTEST_INFERENCE=1 to install it and run)")
         if not LUnetSegmentationLogic.ensureDependencies(askConfirmation=False):
             raise unittest.SkipTest("PyTorch could not be installed")
+
+    def _realHead(self):
+        """A real whole-head T1 the presence check accepts: the file named by LUNET_SELFTEST_HEAD,
+        else Slicer's MRHead sample (downloaded once); skipped, saying why, when neither is there.
+        Blobs are refused as "No hippocampus was found", so tests that expect segments need this."""
+        import unittest
+
+        path = os.environ.get("LUNET_SELFTEST_HEAD", "")
+        if path:
+            return slicer.util.loadVolume(path)
+        try:
+            import SampleData
+
+            return SampleData.SampleDataLogic().downloadSample("MRHead")
+        except Exception as error:  # no network
+            raise unittest.SkipTest(f"MRHead sample not available ({error}); set LUNET_SELFTEST_HEAD to a whole-head T1") from None
 
     def _syntheticVolume(self, name="LUnetSynthetic"):
         """A 40x48x40 volume (1 mm, oblique) of smooth blobs: not anatomy, but exercises the whole path."""
@@ -744,7 +791,7 @@ class LUnetSegmentationTest(ScriptedLoadableModuleTest):
     def test_ReplaceOnlyOwnSegments(self):
         self._requireTorch()
         self.delayDisplay("Re-running into an existing segmentation keeps the user's segments")
-        volumeNode = self._syntheticVolume()
+        volumeNode = self._realHead()
         logic = LUnetSegmentationLogic()
         segmentationNode = logic.segment(volumeNode, device="cpu")
         segmentation = segmentationNode.GetSegmentation()
@@ -759,15 +806,8 @@ class LUnetSegmentationTest(ScriptedLoadableModuleTest):
     def test_SegmentMRHead(self):
         """Real anatomy: Slicer's MRHead sample (a whole-head T1) gives both hippocampi."""
         self._requireTorch()
-        import unittest
-
-        self.delayDisplay("Segmenting the MRHead sample (whole head: both hippocampi found automatically)")
-        try:
-            import SampleData
-
-            volumeNode = SampleData.SampleDataLogic().downloadSample("MRHead")
-        except Exception as error:  # no network
-            raise unittest.SkipTest(f"MRHead sample not available ({error})") from None
+        self.delayDisplay("Segmenting a whole-head T1 (both hippocampi found automatically)")
+        volumeNode = self._realHead()
         logic = LUnetSegmentationLogic()
         job = logic.prepare(volumeNode, device="cpu")
         started = time.time()  # the clock covers the work only, not downloads or installs
@@ -826,7 +866,7 @@ class LUnetSegmentationTest(ScriptedLoadableModuleTest):
         Apply while it runs is refused; the second click reuses the loaded worker."""
         self._requireTorch()
         self.delayDisplay("Running from the module panel (child process)")
-        volumeNode = self._syntheticVolume()
+        volumeNode = self._realHead()
         widget = self._widget(volumeNode)
         widget.onApplyButton()
         self.assertTrue(widget.running, widget.ui.statusLabel.text)
@@ -846,3 +886,17 @@ class LUnetSegmentationTest(ScriptedLoadableModuleTest):
         self._waitForWidget(widget)
         self.delayDisplay(f"Second click (model already loaded): {time.time() - started:.1f} s")
         self.assertEqual(widget.logic._runner.worker.process.pid, pid, "the worker is reused")
+
+    def test_WidgetReportsNoHippocampus(self):
+        """Blobs through the panel: the child's refusal reaches the status line once, nothing is
+        written, and the worker stays for the next click."""
+        self._requireTorch()
+        self.delayDisplay("A volume without a hippocampus is refused through the panel")
+        widget = self._widget(self._syntheticVolume())
+        widget.onApplyButton()
+        self._waitForWidget(widget)
+        text = widget.ui.statusLabel.text
+        self.assertIn("No hippocampus was found", text)
+        self.assertEqual(text.lower().count("nothing was changed"), 1, text)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"), 0)
+        self.assertTrue(widget.logic._runner.worker.alive, "a refused request does not end the worker")

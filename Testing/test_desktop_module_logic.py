@@ -86,3 +86,98 @@ def test_release_memory_clears_the_console_model_cache(module):
     released = module.LUnetSegmentationLogic().releaseMemory()
     assert "probe" not in pipeline._cache
     assert released["cuda_cache_emptied"] is False  # no CUDA on this machine: nothing else to do
+
+
+# --- issue 23: the status line, dependencies without importing torch, the 3D view
+
+
+def finished_job(**fields):
+    import types
+
+    job = dict(volumes={}, sideVolumes={}, seconds=1.25, device="cpu", notes=[], warnings=[])
+    job.update(fields)
+    return types.SimpleNamespace(**job)
+
+
+def test_the_status_line_lists_each_volume_once(module):
+    # Item 8: the whole-hippocampus model's segments are the sides; they were listed twice.
+    text = module.LUnetSegmentationLogic.summary(finished_job(
+        volumes={"Left hippocampus": 3204.0, "Right hippocampus": 3310.0}, sideVolumes={"left": 3204.0, "right": 3310.0}))
+    assert text.count("3204") == 1 and text.count("3310") == 1, text
+    # The parts model: the side totals add something and stay.
+    text = module.LUnetSegmentationLogic.summary(finished_job(
+        volumes={"Left hippocampus anterior": 1700.0, "Left hippocampus posterior": 1500.0}, sideVolumes={"left": 3200.0}))
+    assert "Left hippocampus 3200" in text and "anterior 1700" in text, text
+
+
+def test_the_status_line_shows_the_quality_warnings(module):
+    # Item 4: a 1x1x4 mm scan's warning was stored on the node but the status line said "Done".
+    warning = "Slices are 4.0 mm apart, coarser than this model was validated for (up to 3 mm)."
+    text = module.LUnetSegmentationLogic.summary(finished_job(volumes={"Left hippocampus": 3000.0}, warnings=[warning]))
+    assert text.startswith("Done") and warning in text, text
+
+
+def test_a_failure_says_nothing_was_changed_once(module):
+    # Item 8: the worker's crash message already says it.
+    crash = "The segmentation worker stopped unexpectedly (exit code -9); nothing was changed. Try again."
+    assert module.LUnetSegmentationWidget.failureText(crash).lower().count("nothing was changed") == 1
+    assert module.LUnetSegmentationWidget.failureText("No hippocampus was found.").endswith("Nothing was changed.")
+
+
+@pytest.fixture
+def pytorch_utils_that_imports_torch(monkeypatch):
+    """The PyTorch extension's logic as it behaves (PyTorchUtils.torchInstalled imports torch)."""
+    import types
+
+    class PyTorchUtilsLogic:
+        @staticmethod
+        def torchInstalled():
+            import torch  # noqa: F401
+
+            return True
+
+        def installTorch(self, **kwargs):
+            raise AssertionError("torch is installed: nothing to install")
+
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=PyTorchUtilsLogic))
+
+
+def test_checking_for_torch_never_imports_it_in_slicers_main_process(module, monkeypatch, pytorch_utils_that_imports_torch):
+    # Item 6: importing torch in Slicer's main thread froze the GUI for seconds on the first Apply.
+    import builtins
+
+    pytest.importorskip("torch")  # installed (its metadata is what is read), but must not be imported
+    imported, real_import = [], builtins.__import__
+
+    def recording_import(name, *args, **kwargs):
+        imported.append(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", recording_import)
+    assert module.LUnetSegmentationLogic.ensureDependencies(askConfirmation=False) is True
+    assert "torch" not in imported
+
+
+def test_show_result_builds_the_closed_surface(module, mrml_scene, monkeypatch):
+    # Item 11: nothing appeared in the 3D view.
+    import types
+
+    import numpy as np
+    import slicer
+
+    from LUnetSegmentationLib.runtime.pipeline import SegmentSpec
+    from LUnetSegmentationLib.slicer_adapter import mrml
+
+    monkeypatch.setattr(slicer, "modules", types.SimpleNamespace(markups=types.SimpleNamespace(
+        logic=lambda: types.SimpleNamespace(JumpSlicesToLocation=lambda *args: None))), raising=False)
+    voxels = np.zeros((20, 20, 20), dtype=np.float32)
+    volume = mrml.imageToVolumeNode(mrml_scene.scene, sitk.GetImageFromArray(voxels), "v")
+    labels = np.zeros((20, 20, 20), dtype=np.uint8)
+    labels[5:12, 6:14, 4:10] = 1
+    node = mrml.newSegmentationNode(volume)
+    mrml.writeSegments(node, labels, volume, [SegmentSpec(1, "Hippocampus", (1.0, 0.8, 0.2), "left")], "test")
+    module.LUnetSegmentationLogic.showResult(node)
+    assert node.GetSegmentation().ContainsRepresentation("Closed surface")
+    segmentId = node.GetSegmentation().GetNthSegmentID(0)
+    polydata = node.GetSegmentation().GetSegment(segmentId).GetRepresentation("Closed surface")
+    assert polydata is not None and polydata.GetNumberOfPoints() > 0

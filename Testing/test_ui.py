@@ -28,6 +28,7 @@ EXPECTED_CLASSES = {
     "roiSelector": "qMRMLNodeComboBox",
     "deviceComboBox": "QComboBox",
     "outputSegmentationSelector": "qMRMLNodeComboBox",
+    "show3DButton": "qMRMLSegmentationShow3DButton",  # issue 23 item 11: TotalSegmentator's and the Segment Editor's toggle
     "applyButton": "QPushButton",
     "progressBar": "QProgressBar",
     "cancelButton": "QPushButton",

@@ -1,8 +1,13 @@
 """Which PyTorch the module may install or use, decided without importing torch (pure Python).
 
 torch below 2.3 was built against NumPy 1, and `torch.from_numpy` fails ("Numpy is not
-available") under NumPy 2, which Slicer ships from 5.10 (5.10: 2.0.2, 5.12: 2.4.6). So the floor
-is 2.3 everywhere PyTorch still publishes wheels.
+available") under NumPy 2, which Slicer ships from 5.10 (5.10: 2.0.2, 5.12: 2.4.6). So a new
+install asks for 2.3 or newer everywhere PyTorch still publishes wheels. Under NumPy 1 (Slicer
+5.8: 1.26.4) an installed torch 2.1 or 2.2 works, so it is accepted there rather than the user
+being told to upgrade.
+
+Whether torch is installed, and which version, is read from its package metadata: importing
+torch in Slicer's main thread to find out freezes the GUI for seconds.
 
 Intel Macs are the exception: PyTorch's last x86_64 macOS wheel is 2.2.2. There it works with
 NumPy 1 (Slicer 5.8 ships 1.26.4), so 2.2 is accepted when NumPy is below 2. Under NumPy 2 no
@@ -16,6 +21,7 @@ import re
 
 TORCH_REQUIREMENT = ">=2.3"
 TORCH_MINIMUM = (2, 3)
+TORCH_MINIMUM_NUMPY_1 = (2, 1)  # builds for NumPy 1 work under NumPy 1
 INTEL_MAC_TORCH_REQUIREMENT = ">=2.2"
 INTEL_MAC_TORCH_MINIMUM = (2, 2)
 
@@ -58,11 +64,39 @@ def torch_requirement(system: str | None = None, machine: str | None = None, num
     return INTEL_MAC_TORCH_REQUIREMENT
 
 
-def check_torch_version(torch_version: str, requirement: str) -> None:
-    """Raise DependencyError (with what to do) when an installed torch is below the requirement."""
-    minimum = INTEL_MAC_TORCH_MINIMUM if requirement == INTEL_MAC_TORCH_REQUIREMENT else TORCH_MINIMUM
+def installed_version(distribution: str) -> str | None:
+    """The installed version of a package from its metadata, without importing it; None when absent."""
+    import importlib.metadata
+    import importlib.util
+
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    # A package without metadata (a source tree on sys.path) is found, version unknown.
+    return "0" if importlib.util.find_spec(distribution) is not None else None
+
+
+def _numpy_version() -> str:
+    version = installed_version("numpy")
+    if version in (None, "0"):
+        import numpy
+
+        version = numpy.__version__
+    return version
+
+
+def check_torch_version(torch_version: str, requirement: str, numpy_version: str | None = None) -> None:
+    """Raise DependencyError (with what to do) when an installed torch cannot work with this
+    NumPy: under NumPy 2 the requirement's floor (2.3; 2.2 on Intel Macs), under NumPy 1 2.1."""
+    numpy_version = _numpy_version() if numpy_version is None else numpy_version
+    if version_tuple(numpy_version) < (2, 0, 0):
+        minimum, needed = TORCH_MINIMUM_NUMPY_1, ">=2.1 with NumPy 1"
+    else:
+        minimum = INTEL_MAC_TORCH_MINIMUM if requirement == INTEL_MAC_TORCH_REQUIREMENT else TORCH_MINIMUM
+        needed = f"{requirement} with NumPy {numpy_version}: older builds fail with NumPy 2"
     if version_tuple(torch_version)[:2] < minimum:
         raise DependencyError(
-            f"PyTorch {torch_version} is too old for LUnet Segmentation ({requirement} is needed: older builds fail "
-            "with NumPy 2). Update it in the PyTorch Utils module (Utilities category), restart Slicer, and try again."
+            f"PyTorch {torch_version} is too old for LUnet Segmentation ({needed}). Update it in the PyTorch Utils "
+            "module (Utilities category), restart Slicer, and try again."
         )
