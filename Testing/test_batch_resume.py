@@ -79,7 +79,8 @@ def test_ctrl_c_mid_batch_then_rerun_finishes(inputs, tmp_path, monkeypatch, cap
     code = cli.main(["segment", *map(str, inputs), "--out", str(out), "--device", "cpu", "--quiet", "--labelmap", "--model", PARTS_MODEL])
     assert code == 130
     assert "Run the same command again" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == sorted([f"{CASES[0]}.seg.nrrd", f"{CASES[0]}.nii.gz", "summary.csv"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{CASES[0]}.seg.nrrd", f"{CASES[0]}.nii.gz", "summary.csv",
+                                                            batch.SUMMARY_LOCK_NAME])
     table = _summary(out)
     assert table[CASES[0]]["status"] == "ok" and table[CASES[1]]["status"] == "interrupted" and table[CASES[2]]["status"] == "interrupted"
     monkeypatch.setattr(pipeline, "label_image", real)
