@@ -1,22 +1,24 @@
 """BIDS App: `python -m LUnetSegmentationLib bids BIDS_DIR OUT_DIR participant|group [...]`.
 
-participant: every T1w of the dataset (or of the participants/sessions asked for) is segmented on
-Dask (an embedded LocalCluster, or `--scheduler ADDRESS`), one task per scan, and written as
-BIDS-Derivatives beside the source's entities:
+participant: every T1w of the dataset (or every image of the `--suffix` contrasts, e.g. T2w FLAIR,
+if the model's card lists them; contrasts.py), of the participants/sessions asked for, is segmented
+on Dask (an embedded LocalCluster, or `--scheduler ADDRESS`), one task per scan, and written as
+BIDS-Derivatives beside the source's entities (a T2w's as desc-hippocampusT2w, and so on):
 
-    OUT_DIR/dataset_description.json                          DatasetType "derivative", GeneratedBy
+    OUT_DIR/dataset_description.json                          DatasetType "derivative", GeneratedBy,
+                                                              DatasetLinks "raw" (the input dataset)
     OUT_DIR/sub-01/[ses-1/]anat/sub-01_[ses-1_]desc-hippocampus_dseg.nii.gz   labels on the T1w grid
     OUT_DIR/sub-01/[ses-1/]anat/sub-01_[ses-1_]desc-hippocampus_dseg.tsv      index, name, color
     OUT_DIR/sub-01/[ses-1/]anat/sub-01_[ses-1_]desc-hippocampus_dseg.json     sources, model, volumes, QC
     OUT_DIR/sub-01/figures/sub-01_[ses-1_]desc-hippocampus_dseg.png           overlay figure for the report
     OUT_DIR/logs/<source name>_error.json                                     only for a scan that failed
 
-group: `OUT_DIR/volumes.tsv` (+ `volumes.json`, its column descriptions) with one row per scan,
-and `OUT_DIR/report.html` (report.py).
+group (group.py): `OUT_DIR/volumes.tsv` (+ `volumes.json`, its column descriptions) with one row
+per scan, and `OUT_DIR/report.html` (report.py).
 
 Resumable: every file is written under a temporary name and renamed into place; the JSON
 sidecar is written last and records the SHA-256 of the other files, so a scan is complete
-exactly when its sidecar names the current model, its source T1w has the size and time it had,
+exactly when its sidecar names the current model, its source image has the size and time it had,
 and its files match their checksums. A re-run skips complete scans and redoes every other one
 (partial, failed, replaced, or made by another model). A scan that fails is recorded in logs/
 with its error and the others go on; a worker that dies mid-scan makes Dask give the scan to
@@ -38,7 +40,7 @@ paths), e.g. SLURM through dask-jobqueue, started on the login node:
 `dask worker tcp://HOST:8786 --nthreads 1` by hand.)
 
 The BIDS layout rules needed here are implemented directly (sub-<label>/[ses-<label>/]anat/
-sub-<label>[_ses-<label>][_acq-][_ce-][_rec-][_run-]..._T1w.nii[.gz]) rather than through
+sub-<label>[_ses-<label>][_acq-][_ce-][_rec-][_run-]..._<suffix>.nii[.gz]) rather than through
 pybids: that is the one rule this app needs, and pybids would add pandas, SQLAlchemy and an
 index build of the whole dataset at every start to a tool that otherwise imports in a second.
 """
@@ -66,11 +68,12 @@ log = logging.getLogger("LUnetSegmentation")
 DESC = "hippocampus"
 BIDS_VERSION = "1.9.0"
 LABEL = r"[a-zA-Z0-9]+"
-# Entities a raw T1w name may carry, in the order BIDS requires.
-T1W_NAME = re.compile(
+# Entities a raw anatomical image's name may carry, in the order BIDS requires, then its suffix.
+SCAN_NAME = re.compile(
     rf"^sub-(?P<sub>{LABEL})(?:_ses-(?P<ses>{LABEL}))?(?:_acq-(?P<acq>{LABEL}))?(?:_ce-(?P<ce>{LABEL}))?"
     rf"(?:_rec-(?P<rec>{LABEL}))?(?:_run-(?P<run>[0-9]+))?(?:_echo-(?P<echo>[0-9]+))?"
-    rf"(?:_part-(?P<part>mag|phase|real|imag))?(?:_chunk-(?P<chunk>[0-9]+))?_T1w\.nii(?:\.gz)?$"
+    rf"(?:_part-(?P<part>mag|phase|real|imag))?(?:_chunk-(?P<chunk>[0-9]+))?_(?P<suffix>{LABEL})"
+    rf"(?P<extension>\.nii(?:\.gz)?)$"
 )
 
 
@@ -79,24 +82,32 @@ T1W_NAME = re.compile(
 
 @dataclass(frozen=True)
 class Scan:
-    """One T1w image of the input dataset and where its derivatives go."""
+    """One anatomical image of the input dataset and where its derivatives go."""
 
     path: Path  # the source image
     relative: str  # its path inside the dataset, POSIX style ("sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz")
     subject: str
     session: str | None
     stem: str  # entities of the source name: "sub-01_ses-1_run-1"
+    suffix: str = "T1w"  # the source's BIDS suffix: T1w, T2w, FLAIR, ...
 
     @property
     def scan_id(self) -> str:
-        return self.stem + "_T1w"
+        return f"{self.stem}_{self.suffix}"
+
+    @property
+    def desc(self) -> str:
+        """The derivatives' desc- label. BIDS has no entity for the source's contrast, so a T2w's or
+        FLAIR's segmentation carries it in desc (desc-hippocampusFLAIR) and does not collide with
+        the T1w's of the same session; a T1w's keeps plain desc-hippocampus, as before."""
+        return DESC if self.suffix == "T1w" else DESC + self.suffix
 
     @property
     def anat_parts(self) -> tuple[str, ...]:
         return (f"sub-{self.subject}",) + ((f"ses-{self.session}",) if self.session else ()) + ("anat",)
 
     def dseg_name(self, extension: str) -> str:
-        return f"{self.stem}_desc-{DESC}_dseg{extension}"
+        return f"{self.stem}_desc-{self.desc}_dseg{extension}"
 
     def figure_relative(self) -> str:
         return f"sub-{self.subject}/figures/{self.dseg_name('.png')}"
@@ -120,50 +131,93 @@ def _labels(values, what: str) -> list[str] | None:
         label = value.split("-", 1)[1] if value.startswith(f"{what}-") else value
         if not re.fullmatch(LABEL, label):
             raise InputError(f"{what} label {value!r} is not a BIDS label (letters and digits only).")
-        labels.append(label)
+        if label not in labels:
+            labels.append(label)
     return labels
 
 
-def find_scans(bids_dir, participants=None, sessions=None) -> list[Scan]:
-    """Every T1w image of a BIDS dataset (sub-*/[ses-*/]anat/*_T1w.nii[.gz]), optionally only of
-    the given participant and session labels ("01" or "sub-01"), sorted by path."""
+def _folders(parent: Path, entity: str) -> dict[str, Path]:
+    """label -> folder for parent/<entity>-<label>/ (BIDS labels only)."""
+    found = {}
+    for folder in sorted(parent.glob(f"{entity}-*")):
+        label = folder.name[len(entity) + 1:]
+        if folder.is_dir() and re.fullmatch(LABEL, label):
+            found[label] = folder
+    return found
+
+
+def _refuse_missing(kind: str, option: str, missing, present, bids_dir: Path) -> None:
+    """A participant or session label the user asked for that the dataset does not have: refused
+    (a typo would otherwise run a partial cohort that looks complete)."""
+    shown = ", ".join(present[:20]) + (" ..." if len(present) > 20 else "") if present else "none"
+    raise InputError(f"{bids_dir} has no {kind} {', '.join(missing)} ({kind} labels there: {shown}). "
+                     f"Fix or drop those labels in {option}.")
+
+
+def find_scans(bids_dir, participants=None, sessions=None, suffixes=None) -> list[Scan]:
+    """Every anatomical image of a BIDS dataset with one of `suffixes` (default T1w):
+    sub-*/[ses-*/]anat/*_<suffix>.nii[.gz], optionally only of the given participant and session
+    labels ("01" or "sub-01"), sorted by path. Labels the dataset does not have are refused by
+    name; a scan present twice (.nii and .nii.gz) is refused, as BIDS allows one file per name."""
+    from .contrasts import check_suffixes
+
     bids_dir = Path(bids_dir)
     if not bids_dir.is_dir():
         raise InputError(f"The BIDS dataset folder {bids_dir} does not exist.")
     if not (bids_dir / "dataset_description.json").is_file():
         raise InputError(f"{bids_dir} is not a BIDS dataset: it has no dataset_description.json.")
+    suffixes = check_suffixes(suffixes)
     wanted_subjects = _labels(participants, "sub")
     wanted_sessions = _labels(sessions, "ses")
-    scans = []
-    for subject_dir in sorted(bids_dir.glob("sub-*")):
-        subject = subject_dir.name[4:]
-        if not subject_dir.is_dir() or not re.fullmatch(LABEL, subject):
-            continue
-        if wanted_subjects is not None and subject not in wanted_subjects:
-            continue
+    subjects = _folders(bids_dir, "sub")
+    if wanted_subjects is not None:
+        missing = [label for label in wanted_subjects if label not in subjects]
+        if missing:
+            _refuse_missing("participant", "--participant-label", missing, list(subjects), bids_dir)
+        subjects = {label: subjects[label] for label in wanted_subjects}
+    if wanted_sessions is not None:
+        sessions_there = sorted({label for folder in subjects.values() for label in _folders(folder, "ses")})
+        missing = [label for label in wanted_sessions if label not in sessions_there]
+        if missing:
+            _refuse_missing("session", "--session-label", missing, sessions_there, bids_dir)
+    scans, seen, duplicates = [], {}, []
+    for subject, subject_dir in sorted(subjects.items()):
         anat_dirs = [(None, subject_dir / "anat")] + [
-            (ses_dir.name[4:], ses_dir / "anat") for ses_dir in sorted(subject_dir.glob("ses-*")) if ses_dir.is_dir()
-        ]
+            (session, folder / "anat") for session, folder in _folders(subject_dir, "ses").items()]
+        found_before = len(scans)
         for session, anat in anat_dirs:
             if not anat.is_dir() or (wanted_sessions is not None and session not in wanted_sessions):
                 continue
             for path in sorted(anat.iterdir()):
-                match = T1W_NAME.match(path.name)
-                if not match:
+                match = SCAN_NAME.match(path.name)
+                if not match or match["suffix"] not in suffixes:
                     continue
                 if match["sub"] != subject or match["ses"] != session:
                     log.warning("Skipping %s: its sub/ses entities do not match its folder.", path)
                     continue
-                stem = path.name[: path.name.index("_T1w")]
-                scans.append(Scan(path, path.relative_to(bids_dir).as_posix(), subject, session, stem))
+                stem = path.name[: match.start("suffix") - 1]
+                scan = Scan(path, path.relative_to(bids_dir).as_posix(), subject, session, stem, match["suffix"])
+                if scan.scan_id in seen:  # sub-01_T1w.nii beside sub-01_T1w.nii.gz
+                    duplicates.append((seen[scan.scan_id], path))
+                    continue
+                seen[scan.scan_id] = path
+                scans.append(scan)
+        if wanted_subjects is not None and len(scans) == found_before:
+            log.warning("Participant %s has no %s image%s; nothing to do for it.", subject, " or ".join(suffixes),
+                        f" in session(s) {', '.join(wanted_sessions)}" if wanted_sessions else "")
+    if duplicates:
+        pairs = "; ".join(f"{a.relative_to(bids_dir).as_posix()} and {b.name}" for a, b in duplicates)
+        raise InputError(f"The same scan is in {bids_dir} twice, as .nii and .nii.gz: {pairs}. BIDS allows one file "
+                         "per name and this app cannot tell which is current: remove (or move out) one of each pair.")
     if not scans:
         which = []
         if wanted_subjects:
             which.append("participant(s) " + ", ".join(wanted_subjects))
         if wanted_sessions:
             which.append("session(s) " + ", ".join(wanted_sessions))
-        raise InputError(f"No T1w images found in {bids_dir}" + (f" for {' and '.join(which)}" if which else "")
-                         + " (expected sub-<label>/[ses-<label>/]anat/sub-<label>_..._T1w.nii.gz).")
+        kinds = " or ".join(suffixes)
+        raise InputError(f"No {kinds} images found in {bids_dir}" + (f" for {' and '.join(which)}" if which else "")
+                         + f" (expected sub-<label>/[ses-<label>/]anat/sub-<label>_..._{suffixes[0]}.nii.gz).")
     return scans
 
 
@@ -234,12 +288,15 @@ def _hex(color) -> str:
 # ----------------------------------------------------------------------------- model and dataset
 
 
-def model_identity(model=None) -> dict:
-    """id, version and weights SHA-256 of a model; checks the weights file against its card now,
-    in the client, so corrupt weights stop the run before any worker starts."""
+def model_identity(model=None, suffixes=None) -> dict:
+    """id, version and weights SHA-256 of a model; checks now, in the client, that the model was
+    trained for the contrasts of `suffixes` and that its weights match its card, so a wrong
+    model or corrupt weights stop the run before any worker starts."""
     from ...runtime.weights import WeightsError, find_model, sha256sum
+    from .contrasts import check_model_contrasts, check_suffixes
 
     card = find_model(model)
+    check_model_contrasts(check_suffixes(suffixes), card)
     if not card.weights_path.is_file():
         raise WeightsError(f"The weights file {card.weights_path} of model {card.model_id!r} is missing. Reinstall.")
     if sha256sum(card.weights_path) != card.weights_sha256:
@@ -249,13 +306,29 @@ def model_identity(model=None) -> dict:
             "card": str(card.path), "labels": card.labels}
 
 
-def dataset_description(bids_dir: Path, model: dict) -> dict:
+def raw_link(bids_dir: Path, out_dir: Path) -> str:
+    """Where the `bids:raw:` URIs of the sidecars point (DatasetLinks "raw"): a relative path when
+    the derivatives sit inside the raw dataset (BIDS_DIR/derivatives/lunet -> "../.."), so the
+    two move together; else the raw dataset's file:// URI."""
+    bids_dir, out_dir = Path(bids_dir).resolve(), Path(out_dir).resolve()
+    if _is_within(out_dir, bids_dir):
+        return "/".join([".."] * len(out_dir.relative_to(bids_dir).parts))
+    return bids_dir.as_uri()
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def dataset_description(bids_dir: Path, model: dict, out_dir: Path | None = None) -> dict:
+    from ..cli import SOURCE_URL  # the one CodeURL: the catalogue entry's scm_url (Testing/test_bids_cases.py)
+
     source_name = ""
     try:
         source_name = json.loads((Path(bids_dir) / "dataset_description.json").read_text()).get("Name", "")
     except (OSError, ValueError):
         pass
-    return {
+    description = {
         "Name": f"LUnetSegmentation hippocampus segmentation{f' of {source_name}' if source_name else ''}",
         "BIDSVersion": BIDS_VERSION,
         "DatasetType": "derivative",
@@ -264,18 +337,30 @@ def dataset_description(bids_dir: Path, model: dict) -> dict:
             "Version": __version__,
             "Description": f"Lean Unet hippocampus segmentation, model {model['id']} version {model['version']} "
                            f"(weights SHA-256 {model['sha256']})",
-            "CodeURL": "https://github.com/lassoan/LUnetSegmentation",
+            "CodeURL": SOURCE_URL,
             "ModelId": model["id"],
             "ModelVersion": model["version"],
             "ModelSHA256": model["sha256"],
         }],
         "SourceDatasets": [{"URL": Path(bids_dir).resolve().as_uri()}],
     }
+    if out_dir is not None:
+        # BIDS 1.8+: the sidecars' "Sources": ["bids:raw:sub-01/anat/..."] name the dataset "raw".
+        description["DatasetLinks"] = {"raw": raw_link(bids_dir, out_dir)}
+    return description
 
 
 def _check_out_dir(bids_dir: Path, out_dir: Path) -> None:
-    if Path(out_dir).resolve() == Path(bids_dir).resolve():
+    bids_resolved, out_resolved = Path(bids_dir).resolve(), Path(out_dir).resolve()
+    if out_resolved == bids_resolved:
         raise InputError("OUT_DIR must not be the BIDS dataset itself; use e.g. BIDS_DIR/derivatives/lunet.")
+    derivatives = bids_resolved / "derivatives"
+    if _is_within(out_resolved, bids_resolved) and derivatives not in out_resolved.parents:
+        raise InputError(f"OUT_DIR {out_dir} is inside the BIDS dataset but not in a folder of its derivatives/: "
+                         f"BIDS keeps derived data apart from the raw data, in BIDS_DIR/derivatives/<pipeline>. "
+                         f"Use e.g. {Path(bids_dir) / 'derivatives' / 'lunet'}, or a folder outside the dataset.")
+    if _is_within(bids_resolved, out_resolved):
+        raise InputError(f"OUT_DIR {out_dir} contains the BIDS dataset {bids_dir}; use e.g. BIDS_DIR/derivatives/lunet.")
     if Path(out_dir).is_symlink():
         raise InputError(f"{out_dir} is a symbolic link; give the real output folder.")
 
@@ -298,7 +383,40 @@ def _prepare_output(bids_dir: Path, out_dir: Path, model: dict) -> None:
         if made_by.get("ModelSHA256") != model["sha256"]:
             raise InputError(f"{out_dir} holds results of another model (weights SHA-256 "
                              f"{str(made_by.get('ModelSHA256'))[:12]}...); write this model's results to a new folder.")
-    _write_json(description, dataset_description(bids_dir, model))
+    _write_json(description, dataset_description(bids_dir, model, out_dir))
+    _write_own_text(out_dir / ".bidsignore", BIDSIGNORE)
+    _write_own_text(out_dir / "README", DERIVATIVES_README)
+
+
+# Written at the top of the derivatives dataset, so that the bids-validator passes it: the files of
+# this app that BIDS-Derivatives has no names for (as fMRIPrep does for its reports and logs).
+OWN_MARK = "# Written by LUnetSegmentation"
+BIDSIGNORE = f"""{OWN_MARK} (BIDS App): its own files, which BIDS-Derivatives has no names for.
+/volumes.tsv
+/volumes.json
+/report.html
+/logs/
+/sub-*/figures
+"""
+DERIVATIVES_README = f"""{OWN_MARK} (BIDS App).
+
+Hippocampus segmentations of the dataset linked as "raw" in dataset_description.json (DatasetLinks),
+one per anatomical image: sub-*/[ses-*/]anat/*_desc-hippocampus*_dseg.nii.gz on the source image's grid,
+with its label table (_dseg.tsv) and a sidecar (_dseg.json: source, model, volumes, quality measures).
+volumes.tsv (described in volumes.json) has one row per scan; report.html is the quality report;
+logs/ holds the error of each scan that failed. Model, version and weights: dataset_description.json.
+"""
+
+
+def _write_own_text(path: Path, text: str) -> None:
+    """Write one of this app's text files, unless a file of someone else's is there (kept as it is)."""
+    if os.path.lexists(path):
+        try:
+            if not path.is_file() or path.is_symlink() or not path.read_text(errors="replace").startswith(OWN_MARK):
+                return
+        except OSError:
+            return
+    _write_text(path, text)
 
 
 # ----------------------------------------------------------------------------- one scan (on a worker)
@@ -312,7 +430,7 @@ def scan_complete(scan: Scan, out_dir: Path, model_sha: str) -> dict | None:
         if sidecar["LUnet"]["Model"]["WeightsSHA256"] != model_sha:
             return None
         if sidecar["LUnet"]["Source"] != _source_state(scan.path):
-            return None  # the T1w was replaced since
+            return None  # the source image was replaced since
         for key, expected in sidecar["LUnet"]["Checksums"].items():
             path = paths[key]
             if path.is_symlink() or _sha256(path) != expected:
@@ -323,20 +441,28 @@ def scan_complete(scan: Scan, out_dir: Path, model_sha: str) -> dict | None:
 
 
 def _source_state(path: Path) -> dict:
-    """Size and modification time of a source image: a re-run redoes a scan whose T1w changed
+    """Size and modification time of a source image: a re-run redoes a scan whose source changed
     (cheap: no read of the image; a copy that does not keep times is redone too)."""
     info = os.stat(path)
     return {"Size": info.st_size, "MtimeNs": info.st_mtime_ns}
 
 
+def _rounded(value, digits: int):
+    return None if value is None else round(float(value), digits)
+
+
 def _qc(result) -> dict:
+    """The per-scan measures of the sidecar's QC block. The asymmetry index and the intracranial
+    volume (and each side as a fraction of it) come from runtime/measures.py, as in summary.csv
+    and the Slicer table; the intracranial volume is the learned localizer's, None where it did
+    not run (never approximated). HeadScale is the template registration's scaling, not an ICV."""
+    from ...runtime.measures import asymmetry_index, fraction_of_icv, intracranial_volume_ml
+
     details = result.details or {}
     localization = details.get("localization") or {}
     left = result.side_volumes_mm3.get("left")
     right = result.side_volumes_mm3.get("right")
-    asymmetry = None
-    if left is not None and right is not None and left + right > 0:
-        asymmetry = (left - right) / ((left + right) / 2)
+    icv_ml = intracranial_volume_ml(details)
     scale = None
     if localization.get("scales"):
         scale = 1.0
@@ -352,8 +478,11 @@ def _qc(result) -> dict:
     return {
         "Mode": details.get("mode"),
         "LocalizationCorrelation": localization.get("correlation"),
-        "AsymmetryIndex": None if asymmetry is None else round(asymmetry, 4),
-        "HeadScale": None if scale is None else round(scale, 4),
+        "AsymmetryIndex": _rounded(asymmetry_index(left, right), 4),
+        "IntracranialVolumeMl": _rounded(icv_ml, 1),
+        "LeftFractionOfIcv": _rounded(fraction_of_icv(left, icv_ml), 6),
+        "RightFractionOfIcv": _rounded(fraction_of_icv(right, icv_ml), 6),
+        "HeadScale": _rounded(scale, 4),
         "TotalNormalisedMm3": None if not scale else round(total / scale, 1),
         "MeanEntropy": entropy,
         "MeanProbability": probability,
@@ -366,7 +495,8 @@ def process_scan(task: dict) -> dict:
     from . import cohort
 
     started, usage = time.time(), _usage()
-    scan = Scan(Path(task["path"]), task["relative"], task["subject"], task["session"], task["stem"])
+    scan = Scan(Path(task["path"]), task["relative"], task["subject"], task["session"], task["stem"],
+                task.get("suffix", "T1w"))
     out_dir = Path(task["out_dir"])
     paths = scan.outputs(out_dir)
     record = {"scan": scan.scan_id, "relative": scan.relative, "status": "error", "error": "", "pid": os.getpid(),
@@ -452,6 +582,7 @@ def _segment_and_write(scan: Scan, task: dict, paths: dict) -> dict:
     sidecar = {
         "Description": "Hippocampus segmentation (LUnetSegmentation); label values in the _dseg.tsv beside this file.",
         "Sources": [f"bids:raw:{scan.relative}"],
+        "SpatialReference": f"bids:raw:{scan.relative}",  # the labels lie on the source's own grid
         "Manual": False,
         "LUnet": {
             "Model": {"Id": result.card.model_id, "Version": result.card.version, "WeightsSHA256": result.card.weights_sha256},
@@ -482,34 +613,46 @@ def _segment_and_write(scan: Scan, task: dict, paths: dict) -> dict:
 # ----------------------------------------------------------------------------- participant
 
 
+def check_threads(threads) -> int:
+    """torch threads per worker: a whole number from 1 (torch takes -1 or 0 badly, on every scan)."""
+    if threads is None:
+        return 1
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise InputError(f"--threads must be a whole number of at least 1 (torch threads per worker), not {threads!r}.")
+    return threads
+
+
 def participant_tasks(bids_dir, out_dir, participants=None, sessions=None, model=None, device="auto", threads=1,
-                      run_id=None) -> tuple[list[Scan], list[Scan], list[dict]]:
+                      run_id=None, suffixes=None) -> tuple[list[Scan], list[Scan], list[dict]]:
     """Check the model and the output folder, write dataset_description.json, and plan the run:
     (all scans, scans still to do, one task dict per scan to do for `process_scan`)."""
     bids_dir, out_dir = Path(bids_dir), Path(out_dir)
+    threads = check_threads(threads)
     _check_out_dir(bids_dir, out_dir)
-    scans = find_scans(bids_dir, participants, sessions)
-    identity = model_identity(model)
+    scans = find_scans(bids_dir, participants, sessions, suffixes)
+    identity = model_identity(model, suffixes)
     _prepare_output(bids_dir, out_dir, identity)
     todo = [scan for scan in scans if scan_complete(scan, out_dir, identity["sha256"]) is None]
     run_id = run_id or uuid.uuid4().hex[:12]
     tasks = [{"path": str(scan.path.absolute()), "relative": scan.relative, "subject": scan.subject,
-              "session": scan.session, "stem": scan.stem, "out_dir": str(out_dir.resolve()), "model": identity["card"],
+              "session": scan.session, "stem": scan.stem, "suffix": scan.suffix, "out_dir": str(out_dir.resolve()), "model": identity["card"],
               "device": device, "model_sha": identity["sha256"], "threads": threads, "run_id": run_id} for scan in todo]
     return scans, todo, tasks
 
 
 def run_participant(bids_dir, out_dir, participants=None, sessions=None, model=None, device="auto",
-                    workers=None, scheduler=None, threads=None, echo=print) -> dict:
+                    workers=None, scheduler=None, threads=None, echo=print, suffixes=None) -> dict:
     """Segment every scan not yet complete on Dask; returns counts and the per-scan records."""
     from . import cohort
 
     bids_dir, out_dir = Path(bids_dir), Path(out_dir)
     run_id = uuid.uuid4().hex[:12]
     # One torch thread per single-threaded worker: the workers, not threads, use the cores.
-    scans, todo, tasks = participant_tasks(bids_dir, out_dir, participants, sessions, model, device, threads or 1, run_id)
+    scans, todo, tasks = participant_tasks(bids_dir, out_dir, participants, sessions, model, device,
+                                           1 if threads is None else threads, run_id, suffixes)
     skipped = len(scans) - len(todo)
-    echo(f"{len(scans)} T1w scan(s) in {bids_dir}: {skipped} already complete, {len(todo)} to segment.")
+    kinds = "/".join(sorted({scan.suffix for scan in scans}))
+    echo(f"{len(scans)} {kinds} scan(s) in {bids_dir}: {skipped} already complete, {len(todo)} to segment.")
     if workers is None and not scheduler:
         workers = min(cohort.default_workers(), max(1, len(todo)))
     by_scan = {scan.scan_id: scan for scan in todo}
@@ -525,14 +668,14 @@ def run_participant(bids_dir, out_dir, participants=None, sessions=None, model=N
             echo(f"[{len(done)}/{len(tasks)}] {record['relative']}: FAILED: {record['error']}")
 
     def lost(task, message):
-        scan = by_scan[f"{task['stem']}_T1w"]
+        scan = by_scan[f"{task['stem']}_{task['suffix']}"]
         record = {"scan": scan.scan_id, "relative": scan.relative, "status": "error", "error": message, "seconds": None}
         write_error(scan, out_dir, record)
         return record
 
     started = time.time()
     if tasks:
-        keys = [f"lunet-{run_id}-{task['stem']}" for task in tasks]
+        keys = [f"lunet-{run_id}-{task['stem']}_{task['suffix']}" for task in tasks]  # one key per scan
         cohort.run_tasks(process_scan, tasks, keys, on_result=report_one, workers=workers, scheduler=scheduler, lost=lost)
     failed = [r for r in done if r["status"] != "ok"]
     summary = {"scans": len(scans), "skipped": skipped, "segmented": len(done) - len(failed), "failed": len(failed),
@@ -543,117 +686,11 @@ def run_participant(bids_dir, out_dir, participants=None, sessions=None, model=N
     return summary
 
 
-# ----------------------------------------------------------------------------- group
+def run_group(bids_dir, out_dir, participants=None, sessions=None, echo=print, suffixes=None) -> dict:
+    """volumes.tsv (+ volumes.json) and report.html for every scan of the dataset (group.py)."""
+    from . import group
 
-
-def _snake(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-
-
-def collect_rows(bids_dir, out_dir, participants=None, sessions=None) -> tuple[list[dict], dict]:
-    """One row per scan of the dataset (ok, error or missing) from the derivatives; and the model."""
-    out_dir = Path(out_dir)
-    try:
-        made_by = json.loads((out_dir / "dataset_description.json").read_text())["GeneratedBy"][0]
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
-        raise InputError(f"{out_dir} has no LUnetSegmentation results (no valid dataset_description.json): run the "
-                         "participant stage first.") from error
-    model = {"id": made_by.get("ModelId"), "version": made_by.get("ModelVersion"), "sha256": made_by.get("ModelSHA256")}
-    rows = []
-    for scan in find_scans(bids_dir, participants, sessions):
-        paths = scan.outputs(out_dir)
-        row = {"scan": scan.scan_id, "participant_id": f"sub-{scan.subject}",
-               "session_id": f"ses-{scan.session}" if scan.session else "n/a", "source": scan.relative,
-               "status": "missing", "error": "", "volumes": {}}
-        sidecar = scan_complete(scan, out_dir, model["sha256"])
-        if sidecar is not None:
-            lunet = sidecar["LUnet"]
-            qc = lunet.get("QC", {})
-            sides = lunet.get("SideVolumesMm3", {})
-            row.update(
-                status="ok", volumes=lunet.get("VolumesMm3", {}), left_mm3=sides.get("left"), right_mm3=sides.get("right"),
-                total_mm3=sum(lunet.get("VolumesMm3", {}).values()), mode=qc.get("Mode"),
-                asymmetry_index=qc.get("AsymmetryIndex"), head_scale=qc.get("HeadScale"),
-                total_normalised_mm3=qc.get("TotalNormalisedMm3"),
-                localization_correlation=qc.get("LocalizationCorrelation"), mean_entropy=qc.get("MeanEntropy"),
-                mean_probability=qc.get("MeanProbability"), warnings=lunet.get("Warnings", []),
-                seconds=lunet.get("Seconds"), device=lunet.get("Device"), figure=lunet.get("Figure", {}).get("File"),
-                figure_panels=lunet.get("Figure", {}).get("Panels", []), notes="; ".join(lunet.get("Notes", [])),
-            )
-        elif paths["sidecar"].exists() or paths["dseg"].exists():
-            row["stale"] = True  # partial, damaged, replaced source, or another model's: participant redoes it
-        elif paths["error"].is_file():
-            try:
-                error = json.loads(paths["error"].read_text())
-                row.update(status="error", error=error.get("Error", ""), seconds=error.get("Seconds"))
-            except (OSError, ValueError):
-                row.update(status="error", error="(unreadable error record)")
-        rows.append(row)
-    return rows, model
-
-
-def run_group(bids_dir, out_dir, participants=None, sessions=None, echo=print) -> dict:
-    """volumes.tsv (+ volumes.json) and report.html for every scan of the dataset."""
-    from . import report
-
-    out_dir = Path(out_dir)
-    rows, model = collect_rows(bids_dir, out_dir, participants, sessions)
-    rows = report.assess(rows)
-    segment_names = []
-    for row in rows:
-        for name in row["volumes"]:
-            if name not in segment_names:
-                segment_names.append(name)
-    columns = ["participant_id", "session_id", "source", "status", "mode", "left_hippocampus_mm3",
-               "right_hippocampus_mm3"] + [f"{_snake(n)}_mm3" for n in segment_names] + [
-        "total_mm3", "head_scale", "total_normalised_mm3", "asymmetry_index", "localization_correlation",
-        "mean_entropy", "mean_probability", "qc_score", "qc_flags", "error"]
-
-    def cell(value):
-        if value is None or value == "":
-            return "n/a"
-        if isinstance(value, float):
-            return f"{value:.4g}" if abs(value) < 10 else f"{value:.1f}"
-        return str(value).replace("\t", " ").replace("\n", " ")
-
-    lines = ["\t".join(columns)]
-    for row in sorted(rows, key=lambda r: r["source"]):
-        values = [row["participant_id"], row["session_id"], row["source"], row["status"], row.get("mode"),
-                  row.get("left_mm3"), row.get("right_mm3")] + [row["volumes"].get(n) for n in segment_names] + [
-            row.get("total_mm3"), row.get("head_scale"), row.get("total_normalised_mm3"), row.get("asymmetry_index"),
-            row.get("localization_correlation"), row.get("mean_entropy"), row.get("mean_probability"),
-            float(round(row["score"], 1)),
-            "; ".join(text for text, _ in row["flags"]), row.get("error")]
-        lines.append("\t".join(cell(v) for v in values))
-    _write_text(out_dir / "volumes.tsv", "\n".join(lines) + "\n")
-    descriptions = {
-        "participant_id": {"Description": "BIDS participant"}, "session_id": {"Description": "BIDS session (n/a if none)"},
-        "source": {"Description": "the T1w image, relative to the BIDS dataset"},
-        "status": {"Description": "ok, error (see qc_flags and error) or missing (participant stage not run)"},
-        "mode": {"Description": "whole-head (both hippocampi localized) or crop (one hippocampus, side unknown)"},
-        "left_hippocampus_mm3": {"Description": "whole left hippocampus", "Units": "mm^3"},
-        "right_hippocampus_mm3": {"Description": "whole right hippocampus", "Units": "mm^3"},
-        **{f"{_snake(n)}_mm3": {"Description": n, "Units": "mm^3"} for n in segment_names},
-        "total_mm3": {"Description": "all hippocampus labels", "Units": "mm^3"},
-        "head_scale": {"Description": "brain volume relative to the MNI ICBM 2009a template, from the localization "
-                                      "affine (determinant); an atlas-scaling normaliser, not a measured TIV"},
-        "total_normalised_mm3": {"Description": "total_mm3 / head_scale", "Units": "mm^3"},
-        "asymmetry_index": {"Description": "(left - right) / mean(left, right)"},
-        "localization_correlation": {"Description": "correlation of the aligned scan with the template inside the brain"},
-        "mean_entropy": {"Description": "mean normalised softmax entropy inside the segments (0 certain, 1 uniform), "
-                                        "over the test-time passes; voxel-weighted over the sides"},
-        "mean_probability": {"Description": "mean foreground probability inside the segments"},
-        "qc_score": {"Description": "sum of the QC flags' weights (report.html sorts by it)"},
-        "qc_flags": {"Description": "QC flags, see report.html"}, "error": {"Description": "why a scan failed"},
-    }
-    _write_json(out_dir / "volumes.json", descriptions)
-    dataset = {"name": str(Path(bids_dir).resolve().name), "version": __version__, "model": model}
-    _write_text(out_dir / "report.html", report.render_html(rows, dataset, segment_names))
-    counts = {status: sum(1 for r in rows if r["status"] == status) for status in ("ok", "error", "missing")}
-    flagged = sum(1 for r in rows if r["flags"])
-    echo(f"{len(rows)} scan(s): {counts['ok']} segmented, {counts['error']} failed, {counts['missing']} not processed, "
-         f"{flagged} flagged. Wrote {out_dir / 'volumes.tsv'} and {out_dir / 'report.html'}.")
-    return {"scans": len(rows), **counts, "flagged": flagged, "rows": rows}
+    return group.run_group(bids_dir, out_dir, participants, sessions, echo, suffixes)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -661,9 +698,11 @@ def run_group(bids_dir, out_dir, participants=None, sessions=None, echo=print) -
 
 def add_bids_parser(subparsers) -> argparse.ArgumentParser:
     """The `bids` sub-command, for cli.build_parser()."""
+    from .contrasts import SUFFIX_CONTRAST
+
     parser = subparsers.add_parser(
         "bids", help="BIDS App: segment a BIDS dataset on Dask (participant), then volumes.tsv and report.html (group)",
-        description="BIDS App (bids_dir output_dir participant|group). participant: segment every T1w into "
+        description="BIDS App (bids_dir output_dir participant|group). participant: segment every T1w (or --suffix) into "
                     "BIDS-Derivatives (resumable: complete scans are skipped); group: volumes.tsv and report.html.")
     parser.add_argument("bids_dir", help="the BIDS dataset (read only)")
     parser.add_argument("output_dir", help="the derivatives folder, e.g. BIDS_DIR/derivatives/lunet")
@@ -672,13 +711,17 @@ def add_bids_parser(subparsers) -> argparse.ArgumentParser:
                         help="only these participants (01 or sub-01); default: all")
     parser.add_argument("--session-label", "--session", nargs="+", default=None, metavar="LABEL",
                         help="only these sessions (1 or ses-1); default: all")
+    parser.add_argument("--suffix", nargs="+", default=None, metavar="SUFFIX",
+                        help="the BIDS suffixes (contrasts) to segment: " + ", ".join(SUFFIX_CONTRAST) + " (default: T1w "
+                             "for participant; for group, every contrast the participant stage segmented). The model "
+                             "must be trained for them (its card's contrasts): hippocampus-lunet is T1 only.")
     parser.add_argument("--model", default=None, help="shipped model id or model card .json (default: the shipped model)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes of the embedded Dask LocalCluster (default: one per core, fewer if memory is short)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="use an existing Dask cluster (e.g. tcp://10.0.0.5:8786) instead of a LocalCluster")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: 1)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per worker, at least 1 (default: 1)")
     parser.set_defaults(run=run_bids)
     return parser
 
@@ -693,15 +736,16 @@ def run_bids(args) -> int:
             raise InputError("--workers must be at least 1.")
         if args.workers is not None and args.scheduler:
             raise InputError("--workers sizes the embedded LocalCluster; with --scheduler the cluster decides.")
+        check_threads(args.threads)
         if args.analysis_level == "participant":
             summary = run_participant(args.bids_dir, args.output_dir, args.participant_label, args.session_label,
                                       model=args.model, device=args.device, workers=args.workers,
-                                      scheduler=args.scheduler, threads=args.threads)
+                                      scheduler=args.scheduler, threads=args.threads, suffixes=args.suffix)
             for record in summary["records"]:
                 if record["status"] != "ok":
                     print(f"FAILED {record['relative']}: {record['error']}", file=sys.stderr)
             return 1 if summary["failed"] else 0
-        run_group(args.bids_dir, args.output_dir, args.participant_label, args.session_label)
+        run_group(args.bids_dir, args.output_dir, args.participant_label, args.session_label, suffixes=args.suffix)
         return 0
     except (InputError, WeightsError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -333,7 +333,7 @@ def render_html(rows: list[dict], dataset: dict, segment_names: list[str]) -> st
         "</div>",
     ]
     columns = ["#", "scan", "status and flags", "left mm³", "right mm³"] + [f"{esc(n)} mm³" for n in segment_names] + [
-        "asymmetry", "head scale", "template r", "entropy", "seconds", "figure"]
+        "asymmetry", "ICV mL", "head scale", "template r", "entropy", "seconds", "figure"]
     table = ["<h2>Scans</h2>", '<table id="scans"><thead><tr>' + "".join(f"<th>{c}</th>" for c in columns) + "</tr></thead><tbody>"]
     for rank, row in enumerate(rows, 1):
         badges = "".join(
@@ -351,6 +351,7 @@ def render_html(rows: list[dict], dataset: dict, segment_names: list[str]) -> st
             f'<td class="num">{_fmt(row.get("left_mm3"))}</td>', f'<td class="num">{_fmt(row.get("right_mm3"))}</td>',
             *[f'<td class="num">{_fmt(volumes.get(name))}</td>' for name in segment_names],
             f'<td class="num">{asymmetry}</td>',
+            f'<td class="num">{_fmt(row.get("intracranial_volume_ml"))}</td>',
             f'<td class="num">{_fmt(row.get("head_scale"), 2)}</td>',
             f'<td class="num">{_fmt(row.get("localization_correlation"), 2)}</td>',
             f'<td class="num">{_fmt(row.get("mean_entropy"), 3)}</td>',
@@ -362,7 +363,9 @@ def render_html(rows: list[dict], dataset: dict, segment_names: list[str]) -> st
     table.append("</tbody></table>")
     notes = [
         "<h2>About these figures</h2>",
-        '<p class="muted">Volumes are counted on each scan\'s own grid. <i>Head scale</i> is the volume ratio of the '
+        '<p class="muted">Volumes are counted on each scan\'s own grid. <i>Asymmetry</i> is (left &minus; right) / '
+        "mean(left, right). <i>ICV</i> is the intracranial volume from the localizer's intracranial class (empty where "
+        "it gave none: never approximated); volumes.tsv also gives each side as a fraction of it. <i>Head scale</i> is the volume ratio of the "
         "scan's brain to the MNI template from the affine found by localization (the determinant of its linear part, an "
         "atlas-scaling-factor normaliser in the spirit of FreeSurfer's eTIV, not a measured intracranial volume); the "
         "normalised total is the hippocampal total divided by it. <i>Template r</i> is the correlation of the aligned "
