@@ -157,6 +157,7 @@ class LUnetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         # The "Show 3D" button (Slicer's own, as in the Segment Editor) toggles the closed-surface
         # representation of whichever segmentation the output selector shows.
         self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.ui.show3DButton.setSegmentationNode)
+        self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._showResultDetails)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
@@ -411,6 +412,15 @@ class LUnetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._setStatus(self.logic.summary(run.result))
         self.logic.showResult(segmentationNode, run.volumeNode)  # the volume segmented, not today's selection
         self.ui.show3DButton.setSegmentationNode(segmentationNode)
+        self._showResultDetails(segmentationNode)
+
+    def _showResultDetails(self, segmentationNode):
+        """The volume table and the provenance of the segmentation the output selector shows."""
+        from LUnetSegmentationLib.slicer_adapter import mrml
+
+        table = segmentationNode.GetNodeReference(mrml.VOLUME_TABLE_REFERENCE) if segmentationNode is not None else None
+        self.ui.volumeTableView.setMRMLTableNode(table)
+        self.ui.provenanceLabel.text = mrml.provenanceText(segmentationNode) if segmentationNode is not None else ""
 
     @staticmethod
     def failureText(message):
@@ -594,7 +604,13 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
             from LUnetSegmentationLib.slicer_adapter.worker import release_torch_memory
 
             release_torch_memory()
-        return job.apply()
+        segmentationNode = job.apply()
+        from LUnetSegmentationLib.slicer_adapter import mrml
+
+        spacing = volumeNode.GetSpacing()
+        mrml.writeVolumeTable(segmentationNode, job.result.specs, job.volumes, job.sideVolumes, job.result.details,
+                              spacing[0] * spacing[1] * spacing[2])
+        return segmentationNode
 
     def segmentFiles(self, inputPaths, outputDir, **kwargs):
         """Batch: segment files on disk; see `LUnetSegmentationLib.slicer_adapter.api.segmentFiles`. The batch

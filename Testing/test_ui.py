@@ -29,6 +29,8 @@ EXPECTED_CLASSES = {
     "deviceComboBox": "QComboBox",
     "outputSegmentationSelector": "qMRMLNodeComboBox",
     "show3DButton": "qMRMLSegmentationShow3DButton",  # issue 23 item 11: TotalSegmentator's and the Segment Editor's toggle
+    "volumeTableView": "qMRMLTableView",  # issue 23: per-side volumes next to the segmentation
+    "provenanceLabel": "QLabel",  # and the input's provenance, visible
     "applyButton": "QPushButton",
     "progressBar": "QProgressBar",
     "cancelButton": "QPushButton",

@@ -23,7 +23,7 @@ OTHER_LIBRARIES = {"sitk", "SimpleITK", "np", "numpy", "torch", "nn", "F", "qt",
 # Core VTK classes the shipped code uses directly (vtk.vtkMatrix4x4() etc.); their methods are
 # VTK's, stable across the VTK 9 versions Slicer 5.8-5.12 ship.
 VTK_CORE = ["vtkMatrix4x4", "vtkTransform", "vtkGeneralTransform", "vtkImageData", "vtkStringArray", "vtkPointData",
-            "vtkDataArray", "vtkCommand", "vtkObject", "vtkCollection", "vtkLinearTransform"]
+            "vtkDataArray", "vtkCommand", "vtkObject", "vtkCollection", "vtkLinearTransform", "vtkTable"]
 
 
 def shipped_files() -> list[Path]:

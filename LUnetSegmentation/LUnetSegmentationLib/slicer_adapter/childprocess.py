@@ -509,6 +509,8 @@ class Runner:
             notes=result.notes, warnings=result.warnings, details=result.details, sideVolumes=result.sideVolumes,
             Process="child",
         )
+        spacing = run.volumeNode.GetSpacing()
+        mrml.writeVolumeTable(node, result.specs, result.volumes, result.sideVolumes, result.details, spacing[0] * spacing[1] * spacing[2])
         self._cleanup_run_folder(run)
         return node
 

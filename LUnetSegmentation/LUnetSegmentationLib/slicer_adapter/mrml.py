@@ -541,3 +541,123 @@ def writeSegmentationFile(segmentationNode, path) -> None:
     storage.SetFileName(str(path))
     if not storage.WriteData(segmentationNode):
         raise OSError(f"Could not write the segmentation to {path}.")
+
+
+# ----------------------------------------------------------------------------- the volume table
+
+# The table next to the segmentation, found again on a re-run through this node reference.
+VOLUME_TABLE_REFERENCE = ATTRIBUTE_PREFIX + "VolumeTable"
+SIDE_NAMES = {"left": "Left hippocampus", "right": "Right hippocampus"}
+# (column name, title, unit, description, vtk array class): names, titles and units follow
+# Segment Statistics' labelmap plugin ("Voxel count", "Volume mm3", "Volume cm3"), so scripts
+# that read its tables read this one. Optional measures are text columns, empty when missing.
+VOLUME_TABLE_COLUMNS = (
+    ("Segment", "Segment", "", "Segment name, or a side's total when the side has several segments.", "vtkStringArray"),
+    ("Side", "Side", "", "left or right (empty in a crop or ROI, where the side is not known).", "vtkStringArray"),
+    ("Voxel count", "Voxel count", "", "Number of voxels of the segment on the input volume's grid.", "vtkLongArray"),
+    ("Volume mm3", "Volume", "mm3", "Volume of the segment computed from its voxels.", "vtkDoubleArray"),
+    ("Volume cm3", "Volume", "cm3", "Volume of the segment computed from its voxels.", "vtkDoubleArray"),
+    ("Fraction of ICV", "Fraction of ICV", "%", "Volume as a percentage of the intracranial volume.", "vtkStringArray"),
+    ("Intracranial volume mL", "Intracranial volume", "mL", "Intracranial volume estimated by the localizer.", "vtkStringArray"),
+    ("Asymmetry index", "Asymmetry index", "", "(L - R) / ((L + R) / 2) of the whole hippocampi, on the side rows.", "vtkStringArray"),
+)
+
+
+def volumeTableRows(specs, volumes: dict, sideVolumes: dict, details: dict, voxelVolume: float) -> list[dict]:
+    """The table's rows: one per segment (in label order) and, for a side with several segments
+    (anterior and posterior), the side's total after them. Measures come from runtime.measures,
+    the one definition every output uses; a missing one is None (an empty cell)."""
+    from ..runtime.measures import asymmetry_index, fraction_of_icv, intracranial_volume_ml
+
+    icv = intracranial_volume_ml(details)
+    asymmetry = asymmetry_index(sideVolumes.get("left"), sideVolumes.get("right"))
+
+    def row(name, side, mm3, whole_side):
+        return {
+            "Segment": name, "Side": side or "", "Voxel count": int(round(mm3 / voxelVolume)) if voxelVolume else 0,
+            "Volume mm3": float(mm3), "Volume cm3": float(mm3) / 1000.0,
+            "Fraction of ICV": None if fraction_of_icv(mm3, icv) is None else 100.0 * fraction_of_icv(mm3, icv),
+            "Intracranial volume mL": icv, "Asymmetry index": asymmetry if whole_side else None,
+        }
+
+    rows = []
+    for side in [None, *sorted({spec.side for spec in specs if spec.side})]:
+        of_side = [spec for spec in specs if spec.side == side]
+        whole_side = side in sideVolumes and len(of_side) == 1
+        rows += [row(spec.segment_name, side, volumes.get(spec.segment_name, 0.0), whole_side) for spec in of_side]
+        if side in sideVolumes and len(of_side) > 1:
+            rows.append(row(SIDE_NAMES.get(side, side), side, sideVolumes[side], True))
+    return rows
+
+
+def _cell(value, decimals: int) -> str:
+    return "" if value is None else f"{value:.{decimals}f}"
+
+
+def writeVolumeTable(segmentationNode, specs, volumes: dict, sideVolumes: dict, details: dict, voxelVolume: float):
+    """The per-segment and per-side volumes in a table node next to the segmentation (same
+    subject hierarchy folder), updated in place on a re-run; returns the table node."""
+    import vtk
+
+    scene = segmentationNode.GetScene()
+    table = segmentationNode.GetNodeReference(VOLUME_TABLE_REFERENCE)
+    if table is None or table.GetScene() is None:
+        table = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(f"{segmentationNode.GetName()} volumes"))
+        segmentationNode.SetNodeReferenceID(VOLUME_TABLE_REFERENCE, table.GetID())
+        _place_next_to(table, segmentationNode)
+    rows = volumeTableRows(specs, volumes, sideVolumes or {}, details or {}, voxelVolume)
+    was_modifying = table.StartModify()
+    try:
+        table.RemoveAllColumns()
+        for name, title, unit, description, array_class in VOLUME_TABLE_COLUMNS:
+            column = table.AddColumn(getattr(vtk, array_class)())
+            column.SetName(name)
+            table.SetColumnTitle(name, title)
+            table.SetColumnUnitLabel(name, unit)
+            table.SetColumnDescription(name, description)
+        table.SetUseColumnTitleAsColumnHeader(True)
+        text_decimals = {"Fraction of ICV": 3, "Intracranial volume mL": 1, "Asymmetry index": 4}
+        for row in rows:
+            index = table.AddEmptyRow()
+            for name, _title, _unit, _description, array_class in VOLUME_TABLE_COLUMNS:
+                value = row[name]
+                if name in text_decimals:
+                    table.SetCellText(index, table.GetColumnIndex(name), _cell(value, text_decimals[name]))
+                else:
+                    table.GetTable().GetColumnByName(name).SetValue(index, value)
+        table.SetAttribute(ATTRIBUTE_PREFIX + "SegmentationNodeID", segmentationNode.GetID())
+    finally:
+        table.EndModify(was_modifying)
+    table.Modified()
+    return table
+
+
+def _place_next_to(node, sibling) -> None:
+    hierarchy = node.GetScene().GetSubjectHierarchyNode()
+    if hierarchy is None:
+        return
+    sibling_item = hierarchy.GetItemByDataNode(sibling)
+    parent = hierarchy.GetItemParent(sibling_item) if sibling_item else hierarchy.GetSceneItemID()
+    item = hierarchy.GetItemByDataNode(node)
+    if item:
+        hierarchy.SetItemParent(item, parent)
+    else:
+        hierarchy.CreateItem(parent, node)
+
+
+def provenanceText(segmentationNode) -> str:
+    """The run's provenance as lines for the panel: what a reader of the result needs to know."""
+    values = readProvenance(segmentationNode)
+    if not values.get("ModelId"):
+        return ""
+    lines = [
+        f"Input: {values.get('InputVolumeName', '')}" + (f" (ROI box {values['IndexBox']})" if values.get("IndexBox") else ""),
+        f"Model: {values.get('ModelId', '')} {values.get('ModelVersion', '')} (weights SHA-256 {values.get('WeightsSHA256', '')[:12]})",
+        f"Mode: {values.get('Mode', '')}; device: {values.get('Device', '')}; {values.get('Seconds', '')} s; {values.get('Date', '')}",
+        f"Module version: {values.get('ModuleVersion', '')}",
+    ]
+    if values.get("Warnings"):
+        lines.append(f"Warnings: {values['Warnings']}")
+    if values.get("Notes"):
+        lines.append(f"Notes: {values['Notes']}")
+    return "\n".join(lines)
