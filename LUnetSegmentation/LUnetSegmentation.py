@@ -452,16 +452,19 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def pythonSlicerExecutable():
-        """Slicer's own Python launcher, which the child runs in (same packages, torch included)."""
-        found = shutil.which("PythonSlicer")
-        if found:
-            return found
+        """Slicer's own Python launcher, PythonSlicer, which the child runs in (same packages,
+        torch included). The launcher, never python-real directly: it sets up the environment
+        (library paths, PYTHONHOME; PYTHONUTF8 from 5.12) that Slicer's Python needs. This
+        Slicer's own first (bin/ under slicerHome), then one on the PATH."""
         name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
         candidate = os.path.join(slicer.app.slicerHome, "bin", name)
         if os.path.isfile(candidate):
             return candidate
+        found = shutil.which("PythonSlicer")
+        if found:
+            return found
         raise RuntimeError(
-            _("Slicer's Python ({name}) was not found on the PATH or in {folder}; the segmentation runs in it. Reinstall Slicer.").format(
+            _("Slicer's Python ({name}) was not found in {folder} or on the PATH; the segmentation runs in it. Reinstall Slicer.").format(
                 name=name, folder=os.path.join(slicer.app.slicerHome, "bin")
             )
         )

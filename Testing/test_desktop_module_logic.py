@@ -46,6 +46,7 @@ def module(monkeypatch, mrml_scene):
     loaded = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(loaded)
     # PythonSlicer is not here: this Python (with the requirements) stands in for it.
+    monkeypatch.setattr(loaded.LUnetSegmentationLogic, "_original_pythonSlicerExecutable", loaded.LUnetSegmentationLogic.__dict__["pythonSlicerExecutable"], raising=False)
     monkeypatch.setattr(loaded.LUnetSegmentationLogic, "pythonSlicerExecutable", staticmethod(lambda: sys.executable))
     return loaded
 
@@ -181,3 +182,22 @@ def test_show_result_builds_the_closed_surface(module, mrml_scene, monkeypatch):
     segmentId = node.GetSegmentation().GetNthSegmentID(0)
     polydata = node.GetSegmentation().GetSegment(segmentId).GetRepresentation("Closed surface")
     assert polydata is not None and polydata.GetNumberOfPoints() > 0
+
+
+def test_the_child_is_this_slicers_launcher(module, monkeypatch, tmp_path):
+    # Item 2: the launcher of this Slicer (bin/PythonSlicer), not another one on the PATH.
+    import types
+
+    import slicer
+
+    home, other = tmp_path / "Slicer 5.8.1 äö", tmp_path / "other"
+    for folder in (home / "bin", other):
+        folder.mkdir(parents=True)
+        launcher = folder / "PythonSlicer"
+        launcher.write_text("#!/bin/sh\n")
+        launcher.chmod(0o755)
+    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(slicerHome=str(home)), raising=False)
+    monkeypatch.setenv("PATH", str(other))
+    # The fixture replaced the method with this Python; the module's own is what is checked here.
+    executable = module.LUnetSegmentationLogic.__dict__.get("_original_pythonSlicerExecutable")
+    assert executable() == str(home / "bin" / "PythonSlicer")
