@@ -20,6 +20,7 @@ import pytest
 import SimpleITK as sitk
 
 from LUnetSegmentationLib.runtime import checks
+from LUnetSegmentationLib.runtime.memory import RUN_BYTES_PER_VOXEL
 from LUnetSegmentationLib.files import volumeio
 from LUnetSegmentationLib.runtime.preprocess import InputError
 from LUnetSegmentationLib.files.volumeio import (
@@ -202,7 +203,8 @@ def _bombs(tmp_path) -> dict[str, Path]:
 def test_header_size_bomb_is_refused_from_the_header(tmp_path, no_voxel_read, kind):
     path = _bombs(tmp_path)[kind]
     assert path.stat().st_size < 2000
-    assert estimate_voxels_and_bytes(path) == (1500**3, 1500**3 * 8)  # float32 data + a float32 copy
+    # float32 data + the measured 10 bytes per voxel of a whole-head run (runtime/memory.py)
+    assert estimate_voxels_and_bytes(path) == (1500**3, 1500**3 * (4 + RUN_BYTES_PER_VOXEL))
     with pytest.raises(InputError, match=r"claims 1500x1500x1500 = 3,375,000,000 voxels.*not read"):
         readImage(path)
     assert not no_voxel_read
@@ -272,7 +274,7 @@ def test_size_beyond_available_memory_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "ok.nii.gz"
     sitk.WriteImage(_image(), str(path), useCompression=True)
     voxels, needed = estimate_voxels_and_bytes(path)
-    assert (voxels, needed) == (1320, 1320 * 8)
+    assert (voxels, needed) == (1320, 1320 * (4 + RUN_BYTES_PER_VOXEL))
     monkeypatch.setattr(volumeio, "available_memory_bytes", lambda: needed - 1)
     with pytest.raises(InputError, match=r"would need about .* GiB of memory.*not read"):
         readImage(path)

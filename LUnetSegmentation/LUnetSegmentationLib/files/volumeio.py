@@ -11,6 +11,13 @@ float voxels), a plain file shorter than its header says is refused (ITK zero-fi
 into 0). `check_self_contained` refuses files that name a second file for their voxels (NRRD
 `data file:`, MetaImage `ElementDataFile`, detached headers): an upload must never make the
 server read a file of its own.
+
+After the read, `readImage` makes every format answer alike: a NIfTI's geometry is the one
+nibabel, FSL and FreeSurfer read (the sform when its code is set; ITK may take the qform), and a
+file whose qform and sform disagree on the orientation of its axes is refused; sheared grids,
+complex voxels, NaN/Inf in any format and a single DICOM slice are refused; a float64 (or 32/64-bit
+integer) volume whose values float32 cannot tell apart (a 1e9 offset) is shifted by a robust
+offset and stored as float32 before anything casts it.
 """
 from __future__ import annotations
 
@@ -24,8 +31,11 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..runtime.memory import available_memory_bytes
-from ..runtime.preprocess import InputError
+from ..runtime.checks import (
+    check_orthogonal, check_real_valued, complex_voxels_message, shear_degrees, sheared_grid_message,
+)
+from ..runtime.memory import available_memory_bytes, memory_source, run_peak_bytes
+from ..runtime.preprocess import InputError, count_nonfinite, float32_offset, nonfinite_message
 from ..runtime.resample import image_from_ijk_to_ras
 
 SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".mgz", ".mgh")
@@ -61,6 +71,7 @@ class HeaderInfo:
     detached_header: bool = False  # NIfTI 'ni1' pair, .nhdr, .mhd
     stored_bytes: int | None = None  # bytes of (compressed) data the file must hold after data_offset
     deflated_at: int | None = None  # where a deflate stream of the voxels starts (NRRD gzip, MetaImage compressed)
+    nifti_datatype: int | None = None  # NIfTI datatype code (16 float32, 32 complex64...)
 
     @property
     def voxels(self) -> int:
@@ -140,6 +151,7 @@ def _nifti_header(path: Path, head: bytes, gzipped: bool) -> HeaderInfo | None:
         data_offset=None if pair else max(int(vox_offset), sizeof_hdr + 4),
         float_kind=(endian + kind) if kind else None,
         detached_header=pair,
+        nifti_datatype=int(datatype),
     )
 
 
@@ -291,13 +303,14 @@ def check_self_contained(path: str | Path) -> HeaderInfo:
 
 
 def estimate_voxels_and_bytes(path: str | Path) -> tuple[int, int]:
-    """(voxel values, bytes of memory to read them) from the header alone; (0, 0) if the format
-    is not one we can inspect. Reading needs the voxel data once as stored plus a float32 copy
-    (checks, display), so bytes = stored data bytes + 4 per value."""
+    """(voxel values, bytes of memory to read and segment them) from the header alone; (0, 0) if
+    the format is not one we can inspect. The bytes are the measured peak of a whole-head run
+    (runtime.memory.run_peak_bytes: the voxels as stored plus 10 bytes per voxel), not just the
+    read: a scan that can be read but not segmented is refused before the work starts."""
     info = read_header(path)
     if info is None:
         return 0, 0
-    return info.voxels, info.data_bytes + 4 * info.voxels
+    return info.voxels, run_peak_bytes(info.voxels, info.bytes_per_voxel)
 
 
 def check_size(path: str | Path, max_bytes: int | None = None, available: int | None = None,
@@ -308,7 +321,7 @@ def check_size(path: str | Path, max_bytes: int | None = None, available: int | 
     info = read_header(path) if info is None else info
     if info is None:
         return None
-    voxels, needed = info.voxels, info.data_bytes + 4 * info.voxels
+    voxels, needed = info.voxels, run_peak_bytes(info.voxels, info.bytes_per_voxel)
     dims = "x".join(str(n) for n in info.shape)
     if voxels > MAX_VOXELS:
         raise InputError(f"{path.name} claims {dims} = {voxels:,} voxels, more than this program reads "
@@ -319,9 +332,10 @@ def check_size(path: str | Path, max_bytes: int | None = None, available: int | 
                          "line instead, or start the server with a larger --max-upload-mb.")
     free = available_memory_bytes() if available is None else available
     if needed > free:
-        raise InputError(f"Reading {path.name} ({dims} voxels) would need about {needed / 2**30:.1f} GiB of memory "
-                         f"and {free / 2**30:.1f} GiB is available; it was not read. Crop or downsample it first, "
-                         "or free memory.")
+        raise InputError(f"Reading and segmenting {path.name} ({dims} voxels) would need about {needed / 2**30:.1f} GiB "
+                         f"of memory and {free / 2**30:.1f} GiB is available to this process "
+                         f"({memory_source()}); it was not read. Crop or downsample it first, free memory, or ask "
+                         "your job scheduler for more (e.g. SLURM --mem).")
     return info
 
 
@@ -467,30 +481,185 @@ def _check_data_file(path: Path, info: HeaderInfo) -> None:
                          "Point its data file at the raw voxel file, or convert the volume to .nii.gz.")
 
 
+# ----------------------------------------------------------------------------- what every format must pass
+
+_NIFTI_COMPLEX = {32: "complex64", 1792: "complex128", 2048: "complex256"}
+_RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
+# How far ITK's reading of a NIfTI may be from nibabel's before nibabel's is taken instead:
+# float32 quaternions and offsets in the header round to about 1e-6.
+_AFFINE_TOLERANCE = 1e-4  # of the 3x3 part (mm per voxel)
+_ORIGIN_TOLERANCE_MM = 1e-3
+
+
+def _refuse_from_header(path: Path, info: HeaderInfo | None) -> None:
+    """What the header alone shows the model cannot use, said before ITK reads it (ITK's own
+    words for these are "Cast error" or a matrix printed as "(1 -0)")."""
+    if info is None or info.format != "nifti":
+        return
+    if info.nifti_datatype in _NIFTI_COMPLEX:
+        raise InputError(complex_voxels_message(path.name, _NIFTI_COMPLEX[info.nifti_datatype]))
+    if len(info.shape) < 3:
+        dims = "x".join(str(n) for n in info.shape)
+        raise InputError(f"{path.name} is 2D ({dims} voxels, one slice); the model needs a 3D MRI volume. Give the "
+                         "whole 3D scan (or, for a DICOM series, the folder of the series).")
+
+
+def _nifti_transforms(path: Path):
+    """(qform, qform code, sform, sform code) of a NIfTI header as nibabel reads them; None when
+    nibabel cannot read the header (ITK's reading then stands)."""
+    import nibabel
+
+    try:
+        header = nibabel.load(str(path)).header
+        qform, qcode = header.get_qform(coded=True)
+        sform, scode = header.get_sform(coded=True)
+    except Exception:  # a header nibabel refuses: ITK decides, as before
+        return None
+    return qform, int(qcode), sform, int(scode)
+
+
+def _axis_codes(affine: np.ndarray) -> str:
+    import nibabel
+
+    return "".join(str(code) for code in nibabel.orientations.aff2axcodes(affine))
+
+
+def nifti_geometry(path: str | Path) -> np.ndarray | None:
+    """The voxel-to-RAS affine nibabel, FSL and FreeSurfer use for a NIfTI file (the sform when
+    its code is set, else the qform), or None when neither is coded. Refuses (InputError) a file
+    whose qform and sform are both coded and disagree on which way its axes point: then left and
+    right depend on the program that reads it, and only its owner can say which is right."""
+    path = Path(path)
+    found = _nifti_transforms(path)
+    if found is None:
+        return None
+    qform, qcode, sform, scode = found
+    if scode > 0 and qcode > 0 and _axis_codes(qform) != _axis_codes(sform):
+        raise InputError(
+            f"{path.name} has two orientations that disagree: its qform (code {qcode}) says the voxel axes point "
+            f"{_axis_codes(qform)} and its sform (code {scode}) says {_axis_codes(sform)}, so left and right depend on "
+            "the program (ITK and Slicer may read the qform; nibabel, FSL and FreeSurfer read the sform). It was not "
+            "read. Make them agree, keeping the one you trust: FSL `fslorient -copysform2qform "
+            f"{path.name}` (or -copyqform2sform), or in Python `img = nibabel.load(f); img.set_qform(img.get_sform(), "
+            f"code={scode}); nibabel.save(img, f)`; then run again."
+        )
+    chosen = sform if scode > 0 else (qform if qcode > 0 else None)
+    if chosen is None:
+        return None
+    chosen = np.asarray(chosen, dtype=float)
+    lps_axes = _RAS_FROM_LPS @ chosen[:3, :3]
+    degrees = shear_degrees(lps_axes.flatten())
+    if np.sin(np.radians(degrees)) > 1e-3 or not np.all(np.linalg.norm(lps_axes, axis=0) > 0):
+        raise InputError(sheared_grid_message(path.name, degrees))
+    return chosen
+
+
+def _ijk_to_ras(image: sitk.Image) -> np.ndarray:
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    matrix = np.eye(4)
+    matrix[:3, :3] = _RAS_FROM_LPS @ direction @ np.diag(image.GetSpacing())
+    matrix[:3, 3] = _RAS_FROM_LPS @ np.asarray(image.GetOrigin(), dtype=float)
+    return matrix
+
+
+def _with_nifti_geometry(image: sitk.Image, affine: np.ndarray | None) -> sitk.Image:
+    """The image on nibabel's geometry where ITK read another (ITK may prefer the qform)."""
+    if affine is None or image.GetDimension() != 3:
+        return image
+    ours = _ijk_to_ras(image)
+    if (np.abs(ours[:3, :3] - affine[:3, :3]).max() <= _AFFINE_TOLERANCE
+            and np.abs(ours[:3, 3] - affine[:3, 3]).max() <= _ORIGIN_TOLERANCE_MM):
+        return image
+    lps = _RAS_FROM_LPS @ affine[:3, :3]
+    spacing = np.linalg.norm(lps, axis=0)
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((lps / spacing).flatten().tolist())
+    image.SetOrigin((_RAS_FROM_LPS @ affine[:3, 3]).tolist())
+    return image
+
+
+def _is_dicom(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(128)
+        return handle.read(4) == b"DICM" or path.suffix.lower() in (".dcm", ".ima")
+
+
+def _refuse_after_read(path: Path, image: sitk.Image) -> None:
+    """Refusals that need the read image: every format says them alike, whoever reads."""
+    check_real_valued(image, path.name)
+    if _is_dicom(path) and (image.GetDimension() < 3 or min(image.GetSize()) < 4):
+        size = "x".join(str(n) for n in image.GetSize())
+        raise InputError(f"{path.name} is a single DICOM file ({size} voxels, one slice of a series). DICOM series "
+                         "are read as folders: give the folder of the series (the folder that holds all its slices) "
+                         "instead of one of its files.")
+    if image.GetDimension() == 3:
+        check_orthogonal(image, path.name)
+    if image.GetNumberOfComponentsPerPixel() == 1 and image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+        bad = count_nonfinite(sitk.GetArrayViewFromImage(image))
+        if bad:
+            raise InputError(nonfinite_message(f"volume {path.name}", bad))
+
+
+def _float32_safe(image: sitk.Image) -> sitk.Image:
+    """A float64 or 32/64-bit integer image whose values float32 cannot tell apart (a T1 stored
+    as 1e9 + intensity) becomes float32 less a robust offset (preprocess.float32_offset); every
+    later step casts to float32, which would otherwise flatten its contrast into steps of 64."""
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        return image
+    voxels = sitk.GetArrayViewFromImage(image)
+    offset = float32_offset(voxels)
+    if offset == 0.0:
+        return image
+    shifted = np.empty(voxels.shape, dtype=np.float32)
+    np.subtract(voxels, offset, out=shifted, dtype=np.float64, casting="unsafe")
+    result = sitk.GetImageFromArray(shifted)
+    result.CopyInformation(image)
+    return result
+
+
+def _allocation_failed(error: BaseException) -> bool:
+    text = str(error)
+    return isinstance(error, MemoryError) or "Failed to allocate memory" in text or "bad_alloc" in text
+
+
 def readImage(path: str | Path, max_bytes: int | None = None) -> sitk.Image:
     """An MRI file as a SimpleITK image; a clear error when the file is missing or unreadable.
 
-    Before the voxels are read: the header's size is checked against the memory available (and
-    `max_bytes` of uncompressed voxel data, if given), and the data are checked to be complete
-    (and, for float NIfTI, finite)."""
+    Every path that reads a file (CLI, batch, BIDS App, web panel, the Slicer module's child
+    process) reads it here, so every one refuses the same files. Before the voxels are read: the
+    header's size is checked against the memory a run needs and the memory this process may use
+    (and `max_bytes` of uncompressed voxel data, if given), the data are checked to be complete
+    (and, for float NIfTI, finite), complex and 2D NIfTI are refused, and a NIfTI's qform and
+    sform must not disagree. After: a NIfTI takes nibabel's geometry, and sheared grids, complex
+    voxels, NaN/Inf and single DICOM slices are refused in every format; see `_float32_safe`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No such file: {path}")
+    if not case_name(path):
+        raise InputError(f"The file name {path.name!r} has nothing before its extension, so its results would be "
+                         f"hidden files without a name. Rename it (e.g. to scan{path.name}) and run again.")
     try:
         info = read_header(path)
         check_size(path, max_bytes=max_bytes, info=info)
         if info is not None and info.data_file is not None:
             _check_data_file(path, info)
         check_integrity(path, info)
+        _refuse_from_header(path, info)
+        affine = nifti_geometry(path) if info is not None and info.format == "nifti" else None
         if path.name.lower().endswith((".mgz", ".mgh")):
-            return _read_mgh(path)
-        return sitk.ReadImage(str(path))
+            image = _read_mgh(path)
+        else:
+            image = _with_nifti_geometry(sitk.ReadImage(str(path)), affine)
+        _refuse_after_read(path, image)
+        return _float32_safe(image)
     except InputError:
         raise
-    except MemoryError as error:
-        raise InputError(f"Cannot read {path.name}: there is not enough memory for its voxels. Crop or "
-                         "downsample it first, or free memory.") from error
     except Exception as error:  # readers raise RuntimeError, EOFError, zlib errors...
+        if _allocation_failed(error):
+            raise InputError(f"Cannot read {path.name}: there is not enough memory for its voxels (this process may "
+                             f"use {available_memory_bytes() / 2**30:.1f} GiB now, {memory_source()}). Crop or "
+                             "downsample it first, free memory, or ask your job scheduler for more "
+                             "(e.g. SLURM --mem).") from error
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         raise InputError(f"Cannot read {path.name}: it is damaged or not a supported image ({first_line}).") from error
 

@@ -1,0 +1,405 @@
+"""Hostile input, second round (issue 24), the reading side: left is left as nibabel, FSL and
+FreeSurfer read a NIfTI (or a refusal when its qform and sform disagree), a float64 scan with a
+huge offset keeps its contrast, sheared grids are refused in every format, NaN is refused by the
+one reader every path uses, library text is replaced by messages that say what to do, and the
+memory check budgets what a run really takes and sees cgroup and `ulimit -v` limits.
+
+Small synthetic files in tmp_path, written with nibabel where the NIfTI header matters; the
+shared scans where a real run is measured.
+"""
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import subprocess
+import sys
+
+import nibabel
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from LUnetSegmentationLib.files import volumeio
+from LUnetSegmentationLib.files.volumeio import estimate_voxels_and_bytes, readImage
+from LUnetSegmentationLib.runtime import checks, memory
+from LUnetSegmentationLib.runtime.preprocess import InputError, PreprocessingConfig, normalize_intensity
+
+SHEARED = "has a sheared voxel grid"
+
+
+def _brainish(shape=(12, 11, 10), seed=0, dtype=np.float32):
+    return np.random.default_rng(seed).normal(300, 60, shape).astype(dtype)
+
+
+def _ras_affine(image: sitk.Image) -> np.ndarray:
+    """The IJK-to-RAS matrix of an ITK image (LPS inside ITK)."""
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0])
+    matrix = np.eye(4)
+    matrix[:3, :3] = lps_to_ras @ np.reshape(image.GetDirection(), (3, 3)) @ np.diag(image.GetSpacing())
+    matrix[:3, 3] = lps_to_ras @ np.asarray(image.GetOrigin())
+    return matrix
+
+
+def _rotation_z(degrees: float) -> np.ndarray:
+    turn = np.eye(4)
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    turn[:2, :2] = [[c, -s], [s, c]]
+    return turn
+
+
+RAS = np.array([[1.0, 0, 0, -6], [0, 1, 0, -5], [0, 0, 1, -4], [0, 0, 0, 1]])
+MIRRORED = np.diag([-1.0, 1, 1, 1]) @ RAS  # left and right swapped
+
+
+def _nifti(path, qform, qcode, sform, scode, data=None):
+    image = nibabel.Nifti1Image(_brainish((10, 11, 12)) if data is None else data, None)
+    image.set_qform(qform, code=qcode)
+    image.set_sform(sform, code=scode)
+    nibabel.save(image, str(path))
+    return path
+
+
+# ----------------------------------------------------------------------------- qform and sform
+
+
+def test_today_itk_reads_the_mirrored_qform_where_nibabel_reads_the_sform(tmp_path):
+    """Why the check exists: after a tool updated only the sform, ITK keeps the stale qform."""
+    path = _nifti(tmp_path / "stale.nii.gz", MIRRORED, 1, RAS, 2)
+    assert np.allclose(nibabel.load(str(path)).affine, RAS)
+    assert np.allclose(_ras_affine(sitk.ReadImage(str(path))), MIRRORED, atol=1e-5)
+
+
+def test_qform_and_sform_disagreeing_on_left_and_right_are_refused(tmp_path):
+    path = _nifti(tmp_path / "stale.nii.gz", MIRRORED, 1, RAS, 2)
+    with pytest.raises(InputError) as refused:
+        readImage(path)
+    message = str(refused.value)
+    assert "qform (code 1) says the voxel axes point LAS and its sform (code 2) says RAS" in message
+    assert "fslorient -copysform2qform stale.nii.gz" in message and "set_qform" in message
+
+
+def test_qform_and_sform_turned_90_degrees_apart_are_refused(tmp_path):
+    path = _nifti(tmp_path / "turned.nii.gz", _rotation_z(90) @ RAS, 1, RAS, 1)
+    with pytest.raises(InputError, match="says the voxel axes point ALS and its sform .* says RAS"):
+        readImage(path)
+
+
+@pytest.mark.parametrize("qform, qcode, sform, scode", [
+    (RAS, 1, RAS, 1),  # the usual file: both the same
+    (RAS, 1, RAS, 0),  # qform only
+    (MIRRORED, 0, RAS, 2),  # sform only (qform not coded)
+    (RAS, 1, _rotation_z(4) @ RAS, 2),  # a registration applied to the sform only
+    (RAS, 1, np.array([[1.0, 0, 0, 14], [0, 1, 0, -5], [0, 0, 1, -4], [0, 0, 0, 1]]), 2),  # moved 20 mm
+    (RAS, 2, np.diag([0.9, 1.1, 1.3, 1]) @ RAS, 1),  # other voxel sizes in the sform
+], ids=["same", "qform-only", "sform-only", "sform-rotated", "sform-moved", "sform-spacing"])
+def test_geometry_is_the_one_nibabel_reads(tmp_path, qform, qcode, sform, scode):
+    """Left is left, and every voxel where nibabel, FSL and FreeSurfer put it."""
+    path = _nifti(tmp_path / "scan.nii.gz", qform, qcode, sform, scode)
+    image = readImage(path)
+    assert np.allclose(_ras_affine(image), nibabel.load(str(path)).affine, atol=1e-4)
+
+
+def test_labelmap_of_a_sform_file_overlays_it_in_nibabel(tmp_path):
+    """The labels written on the read grid land on the same millimetres as the input in nibabel."""
+    path = _nifti(tmp_path / "scan.nii.gz", RAS, 1, _rotation_z(4) @ RAS, 2)
+    image = readImage(path)
+    labels = sitk.Cast(image > 300, sitk.sitkUInt8)
+    volumeio.writeLabelmap(labels, tmp_path / "labels.nii.gz")
+    assert np.allclose(nibabel.load(str(tmp_path / "labels.nii.gz")).affine, nibabel.load(str(path)).affine, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- float64 with an offset
+
+
+def test_normalisation_keeps_the_contrast_of_a_float64_volume_with_a_1e9_offset():
+    head = _brainish((20, 20, 20), dtype=np.float64)
+    head[:4] = 0.0  # background
+    config = PreprocessingConfig()
+    plain, offset = normalize_intensity(head, config), normalize_intensity(head + 1e9, config)
+    assert offset.dtype == np.float32
+    assert np.abs(plain - offset).max() < 1e-4
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int64])
+def test_a_1e9_offset_is_removed_before_anything_casts_to_float32(tmp_path, dtype):
+    head = np.round(_brainish((12, 11, 10), dtype=np.float64))
+    head[:2] = 0.0
+    path = tmp_path / "offset.nii.gz"
+    nibabel.save(nibabel.Nifti1Image((head + 1e9).astype(dtype).transpose(2, 1, 0), RAS, dtype=dtype), str(path))
+    voxels = sitk.GetArrayFromImage(sitk.Cast(readImage(path), sitk.sitkFloat32))
+    assert np.unique(voxels).size == np.unique(head).size  # cast first, 1e9 + x has steps of 64
+    assert np.allclose(voxels, head - np.percentile(head, 0.5), atol=1e-3)
+
+
+def test_ordinary_volumes_are_read_unchanged(tmp_path):
+    for dtype in (np.float64, np.int32, np.uint16):
+        head = np.round(_brainish((12, 11, 10), dtype=np.float64)).astype(dtype)
+        path = tmp_path / f"plain-{np.dtype(dtype).name}.nii.gz"
+        sitk.WriteImage(sitk.GetImageFromArray(head), str(path))
+        image = readImage(path)
+        assert np.array_equal(sitk.GetArrayFromImage(image), head)
+        assert image.GetPixelID() == sitk.GetImageFromArray(head).GetPixelID()
+
+
+def test_a_1e9_offset_gives_the_same_labels(tmp_path, hippocampus_dir):
+    """The real run: a Decathlon crop and the same crop as float64 + 1e9 are segmented alike."""
+    pytest.importorskip("torch")
+    from LUnetSegmentationLib.runtime.pipeline import label_image
+
+    source = hippocampus_dir / "imagesTr" / "hippocampus_003.nii.gz"
+    original = nibabel.load(str(source))
+    shifted = tmp_path / "shifted.nii.gz"
+    nibabel.save(nibabel.Nifti1Image(np.asarray(original.dataobj, dtype=np.float64) + 1e9, original.affine,
+                                     dtype=np.float64), str(shifted))
+    assert nibabel.load(str(shifted)).get_data_dtype() == np.float64
+    plain = sitk.GetArrayFromImage(label_image(readImage(source), device="cpu", name="plain").labels)
+    offset = sitk.GetArrayFromImage(label_image(readImage(shifted), device="cpu", name="offset").labels)
+    assert plain.any()
+    assert np.mean(plain == offset) > 0.999, f"{np.count_nonzero(plain != offset)} voxels differ"
+
+
+# ----------------------------------------------------------------------------- sheared grids
+
+
+SHEAR = np.array([[1.0, 0.3, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+
+
+def _sheared(tmp_path, kind):
+    voxels = _brainish((10, 11, 12))  # k, j, i
+    if kind == "nrrd":
+        path = tmp_path / "sheared.nrrd"
+        path.write_bytes(b"NRRD0004\ntype: float\ndimension: 3\nspace: left-posterior-superior\nsizes: 12 11 10\n"
+                         b"space directions: (1,0,0) (0.3,1,0) (0,0,1)\nspace origin: (0,0,0)\nencoding: raw\n"
+                         b"endian: little\n\n" + voxels.astype("<f4").tobytes())
+    elif kind == "mha":
+        path = tmp_path / "sheared.mha"
+        path.write_bytes(b"ObjectType = Image\nNDims = 3\nTransformMatrix = 1 0 0 0.3 1 0 0 0 1\nOffset = 0 0 0\n"
+                         b"ElementSpacing = 1 1 1\nDimSize = 12 11 10\nElementType = MET_FLOAT\n"
+                         b"ElementByteOrderMSB = False\nElementDataFile = LOCAL\n" + voxels.astype("<f4").tobytes())
+    elif kind == "mgz":
+        path = tmp_path / "sheared.mgz"
+        nibabel.save(nibabel.MGHImage(voxels.transpose(2, 1, 0), SHEAR), str(path))
+    else:
+        path = tmp_path / "sheared.nii.gz"
+        nibabel.save(nibabel.Nifti1Image(voxels.transpose(2, 1, 0), SHEAR), str(path))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["nrrd", "mha"])
+def test_today_itk_reads_sheared_nrrd_and_metaimage_without_a_word(tmp_path, kind):
+    """Why the check exists: the readers pass a non-orthonormal direction on (NRRD even rescales
+    one axis), and the labelmap written on that grid no longer overlays the scan."""
+    image = sitk.ReadImage(str(_sheared(tmp_path, kind)))
+    axes = np.reshape(image.GetDirection(), (3, 3))
+    assert abs(axes[:, 0] @ axes[:, 1]) > 0.2
+
+
+@pytest.mark.parametrize("kind", ["nrrd", "mha", "mgz", "nii.gz"])
+def test_sheared_grids_are_refused_alike_in_every_format(tmp_path, kind):
+    with pytest.raises(InputError) as refused:
+        readImage(_sheared(tmp_path, kind))
+    assert f"sheared.{kind} {SHEARED}: two of its axes meet 16.70 degrees away from a right angle" in str(refused.value)
+    assert "Resample it onto a regular grid first" in str(refused.value)
+
+
+def test_entry_check_refuses_a_sheared_image_from_any_caller():
+    image = sitk.GetImageFromArray(_brainish())
+    image.SetDirection([1, 0.3, 0, 0, 1, 0, 0, 0, 1])
+    with pytest.raises(InputError, match=f"The volume 'scan' {SHEARED}"):
+        checks.check_input(image, "scan")
+
+
+def test_oblique_but_orthonormal_scans_still_read(tmp_path, wholebrain_dir):
+    image = readImage(wholebrain_dir / "hippodeep_example" / "example_brain_t1_oblique.nii.gz")
+    assert not np.allclose(np.abs(image.GetDirection()), np.eye(3).flatten(), atol=1e-2)
+    assert checks.check_input(image, "oblique") == []
+
+
+# ----------------------------------------------------------------------------- NaN: the reader refuses it
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".mha", ".nii.gz", ".mgz"])
+def test_nan_is_refused_by_the_reader_in_every_format(tmp_path, suffix):
+    """Every path reads through readImage (the module's child process too), so none can turn NaN
+    into 0 or skip the entry check with warnings it was handed."""
+    array = _brainish()
+    array[2, 3, 4] = np.nan
+    path = tmp_path / f"nan{suffix}"
+    if suffix == ".mgz":
+        nibabel.save(nibabel.MGHImage(array.transpose(2, 1, 0), np.eye(4)), str(path))
+    else:
+        sitk.WriteImage(sitk.GetImageFromArray(array), str(path), useCompression=True)
+    with pytest.raises(InputError, match="has 1 NaN or infinite voxel"):
+        readImage(path)
+
+
+# ----------------------------------------------------------------------------- library text replaced
+
+
+def test_complex_nifti_is_refused_saying_to_save_the_magnitude(tmp_path):
+    path = tmp_path / "kspace.nii.gz"
+    nibabel.save(nibabel.Nifti1Image(_brainish().astype(np.complex64), np.eye(4)), str(path))
+    with pytest.raises(InputError, match=r"holds complex numbers \(complex64.*Save its magnitude first"):
+        readImage(path)
+    complex_image = sitk.GetImageFromArray(_brainish().astype(np.complex64))
+    with pytest.raises(InputError, match="holds complex numbers"):
+        checks.check_input(complex_image, "scan")
+
+
+@pytest.mark.parametrize("affine", [np.eye(4), np.array([[0, 0, 1.0, 0], [-1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 0, 1]])],
+                         ids=["axial", "sagittal"])
+def test_2d_nifti_is_refused_as_2d(tmp_path, affine):
+    """ITK's words for a sagittal 2D NIfTI were a matrix row, "(1 -0)"."""
+    path = tmp_path / "slice.nii.gz"
+    nibabel.save(nibabel.Nifti1Image(_brainish((64, 64)), affine), str(path))
+    with pytest.raises(InputError, match=r"slice.nii.gz is 2D \(64x64 voxels, one slice\); the model needs a 3D"):
+        readImage(path)
+
+
+def test_a_single_dicom_file_says_series_are_read_as_folders(tmp_path):
+    path = tmp_path / "IM0001.dcm"
+    sitk.WriteImage(sitk.GetImageFromArray(_brainish((64, 64), dtype=np.int16)), str(path))
+    with pytest.raises(InputError, match=r"single DICOM file .*give the folder of the series"):
+        readImage(path)
+
+
+def test_a_file_named_only_by_its_extension_is_refused_with_a_rename(tmp_path):
+    path = tmp_path / ".nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(_brainish()), str(tmp_path / "x.nii.gz"))
+    path.write_bytes((tmp_path / "x.nii.gz").read_bytes())
+    with pytest.raises(InputError, match=r"'\.nii\.gz' has nothing before its extension.*Rename it \(e\.g\. to "
+                                         r"scan\.nii\.gz\)"):
+        readImage(path)
+
+
+def test_micrometre_spacing_is_refused_as_a_header_in_the_wrong_unit():
+    image = sitk.GetImageFromArray(_brainish())
+    image.SetSpacing([0.001] * 3)
+    with pytest.raises(InputError, match=r"0\.001x0\.001x0\.001 mm .* finer than any MRI .* metres or micrometres"):
+        checks.check_input(image, "scan")
+
+
+def test_a_failed_allocation_is_a_memory_message(tmp_path, monkeypatch):
+    path = tmp_path / "scan.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(_brainish()), str(path))
+
+    def cannot_allocate(*args, **kwargs):
+        raise RuntimeError("Exception thrown in SimpleITK ReadImage: itkImportImageContainer.hxx:200:\n"
+                           "ITK ERROR: Failed to allocate memory for image.")
+
+    monkeypatch.setattr(sitk, "ReadImage", cannot_allocate)
+    with pytest.raises(InputError) as refused:
+        readImage(path)
+    assert "not enough memory for its voxels" in str(refused.value) and "ITK ERROR" not in str(refused.value)
+
+
+# ----------------------------------------------------------------------------- memory: budget and limits
+
+
+def _header_only_nifti(path, shape, dtype):
+    header = nibabel.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(dtype)
+    header.set_data_offset(352)
+    path.write_bytes(gzip.compress(header.binaryblock + b"\0" * 4))
+    return path
+
+
+def test_a_035_mm_head_is_budgeted_what_it_peaked_at(tmp_path):
+    """The issue's 0.35 mm isotropic head (uint8) peaked at 4.3 GB; the old budget was 5 bytes per
+    voxel (2.0 GB), so a machine with 3 GB accepted it and then ran out."""
+    path = _header_only_nifti(tmp_path / "fine.nii.gz", (731, 731, 731), np.uint8)
+    voxels, needed = estimate_voxels_and_bytes(path)
+    assert needed / voxels >= 11  # 4.3 GB
+    with pytest.raises(InputError, match=r"would need about 4\.\d GiB of memory and 3\.0 GiB is available"):
+        volumeio.check_size(path, available=3 << 30)
+
+
+@pytest.mark.slow
+def test_measured_peak_of_a_whole_head_run_stays_within_the_budget(tmp_path, wholebrain_dir):
+    """The figure in runtime/memory.py, measured again: a whole-head run of a 0.5 mm scan (about
+    50 million voxels) peaks below its budget plus the process's own 450 MiB."""
+    pytest.importorskip("torch")
+    source = sitk.ReadImage(str(wholebrain_dir / "chris_t1" / "chris_t1.nii.gz"))
+    size = [int(round(n * s / 0.5)) for n, s in zip(source.GetSize(), source.GetSpacing())]
+    fine = sitk.Resample(source, size, sitk.Transform(), sitk.sitkLinear, source.GetOrigin(), [0.5] * 3,
+                         source.GetDirection(), 0, source.GetPixelID())
+    path = tmp_path / "fine.nii.gz"
+    sitk.WriteImage(fine, str(path), useCompression=True)
+    del source, fine
+    child = subprocess.Popen([sys.executable, "-m", "LUnetSegmentationLib", "segment", str(path), "--out",
+                              str(tmp_path / "out"), "--device", "cpu", "--labelmap", "--quiet"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _, status, usage = os.wait4(child.pid, 0)
+    output = child.stdout.read()
+    assert os.waitstatus_to_exitcode(status) == 0, output
+    voxels, budget = estimate_voxels_and_bytes(path)
+    peak = usage.ru_maxrss * 1024
+    assert peak <= budget + (450 << 20), f"peak {peak / 2**20:.0f} MiB, budget {budget / 2**20:.0f} MiB"
+    assert peak >= 0.6 * budget, "the budget is far above the real peak: measure the figure again"
+
+
+def _files(root, files: dict[str, str]):
+    for name, text in files.items():
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+
+
+def test_cgroup_v2_limit_less_current_use_and_reclaimable_cache(tmp_path):
+    _files(tmp_path, {"proc": "0::/slurm/job_42\n",
+                      "cg/slurm/job_42/memory.max": str(4 << 30), "cg/slurm/job_42/memory.current": str(3 << 30),
+                      "cg/slurm/job_42/memory.stat": f"anon 1\nfile 2\ninactive_file {1 << 30}\nactive_file 5\n",
+                      "cg/slurm/memory.max": "max", "cg/slurm/memory.current": str(50 << 30)})
+    assert memory.cgroup_available(str(tmp_path / "cg"), str(tmp_path / "proc")) == (2 << 30, "cgroup v2 memory.max")
+
+
+def test_cgroup_v2_parent_limit_applies_and_max_means_none(tmp_path):
+    _files(tmp_path, {"proc": "0::/a/b\n", "cg/a/b/memory.max": "max", "cg/a/b/memory.current": "100",
+                      "cg/a/memory.max": str(1 << 30), "cg/a/memory.current": str(256 << 20)})
+    assert memory.cgroup_available(str(tmp_path / "cg"), str(tmp_path / "proc"))[0] == 768 << 20
+    _files(tmp_path, {"cg/a/memory.max": "max\n"})
+    assert memory.cgroup_available(str(tmp_path / "cg"), str(tmp_path / "proc")) == (None, "")
+
+
+def test_cgroup_v1_limit_and_its_no_limit_value(tmp_path):
+    _files(tmp_path, {"proc": "12:pids:/x\n4:memory:/docker/abc\n1:name=systemd:/x\n",
+                      "cg/memory/docker/abc/memory.limit_in_bytes": str(2 << 30),
+                      "cg/memory/docker/abc/memory.usage_in_bytes": str(1 << 30),
+                      "cg/memory/docker/abc/memory.stat": f"cache 9\ntotal_inactive_file {256 << 20}\n",
+                      "cg/memory/memory.limit_in_bytes": "9223372036854771712"})
+    assert memory.cgroup_available(str(tmp_path / "cg"), str(tmp_path / "proc")) == (
+        (1 << 30) + (256 << 20), "cgroup v1 memory.limit_in_bytes")
+    _files(tmp_path, {"cg/memory/docker/abc/memory.limit_in_bytes": "9223372036854771712"})
+    assert memory.cgroup_available(str(tmp_path / "cg"), str(tmp_path / "proc")) == (None, "")
+
+
+def test_cgroup_path_missing_inside_a_container_reads_the_mount_itself(tmp_path):
+    """With a cgroup namespace /proc/self/cgroup names a path the container's mount does not have."""
+    _files(tmp_path, {"proc": "0::/kubepods/pod1/ctr\n", "cg/memory.max": str(3 << 30), "cg/memory.current": "0"})
+    assert memory.cgroup_available(str(tmp_path / "cg"), str(tmp_path / "proc")) == (3 << 30, "cgroup v2 memory.max")
+
+
+def test_available_memory_is_the_lowest_limit(monkeypatch, tmp_path):
+    monkeypatch.setattr(memory, "cgroup_available", lambda: (1 << 30, "cgroup v2 memory.max"))
+    if sys.platform.startswith("linux"):
+        assert memory.available_memory_bytes() == 1 << 30 and memory.memory_source() == "cgroup v2 memory.max"
+        path = tmp_path / "scan.nii.gz"
+        _header_only_nifti(path, (512, 512, 512), np.int16)
+        with pytest.raises(InputError, match=r"GiB is available to this process \(cgroup v2 memory.max\).*SLURM --mem"):
+            volumeio.check_size(path)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ulimit -v and /proc/self/status are Linux")
+def test_ulimit_v_is_seen_before_anything_is_read(tmp_path):
+    """Under `ulimit -v` ITK's allocation failed ("Failed to allocate memory for image"): the
+    header check now sees the limit and refuses, naming it."""
+    path = _header_only_nifti(tmp_path / "big.nii.gz", (512, 512, 512), np.float32)
+    script = ("import resource, sys\nfrom LUnetSegmentationLib.files.volumeio import readImage\n"
+              "from LUnetSegmentationLib.runtime.preprocess import InputError\n"
+              "mapped = [int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmSize')][0]\n"
+              "resource.setrlimit(resource.RLIMIT_AS, (mapped + (512 << 20), resource.RLIM_INFINITY))\n"
+              "try:\n    readImage(sys.argv[1])\nexcept InputError as e:\n    print('refused:', e)\n")
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120)
+    assert result.stdout.startswith("refused:") and "ulimit -v (RLIMIT_AS)" in result.stdout, result.stdout + result.stderr
