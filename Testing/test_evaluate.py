@@ -69,3 +69,106 @@ def test_undefined_hd95_is_null_in_strict_json(hippocampus_dir, tmp_path):
     assert posterior["hd95"] is None and posterior["hd95_undefined_cases"] == 1
     assert result["per_case"][0]["Hippocampus posterior"]["hd95"] is None
     assert result["per_label"]["Hippocampus anterior"]["hd95"] < 5
+
+
+# ----------------------------------------------------------------- evaluate-wholehead: volume agreement
+
+def _row(case, pathology, left, right, variant="1mm", source="synthetic", contrast="t1", before=None):
+    """A scored evaluate-wholehead row: (ours, reference) mm3 per side."""
+    row = {"case": case if pathology == "none" else f"{case} {pathology}", "base": case, "variant": variant,
+           "source": source, "contrast": contrast, "pathology": pathology, "warnings": [], "notes": []}
+    for side, (ours, reference) in (("left", left), ("right", right)):
+        row[side] = {"dice": 0.8, "volume_mm3": float(ours), "reference_mm3": float(reference)}
+    if before:
+        row["truth_before_pathology_mm3"] = before
+    return row
+
+
+def test_wholehead_agreement_leaves_resected_sides_out_and_reports_them_apart():
+    from LUnetSegmentationLib.training.evaluate_wholehead import agreement_summary, group_of, resection_summary
+
+    rows = [
+        _row("norm", "none", (3600, 3800), (3700, 3900), source="real", contrast=None),
+        _row("seg_17 t1", "none", (4400, 4300), (4800, 4600)),
+        _row("seg_18 t1", "none", (2800, 1900), (2900, 2100)),
+        _row("seg_18 t1", "atrophy", (1650, 600), (2000, 1150), before={"left": 1900, "right": 2100}),
+        _row("seg_18 t1", "resection", (5300, 0), (2929, 2100), before={"left": 1900, "right": 2100}),
+        {"case": "seg_19 t1 resection", "base": "seg_19 t1", "variant": "1mm", "source": "synthetic", "contrast": "t1",
+         "pathology": "resection", "error": "No hippocampus was found"},
+    ]
+    agreement = agreement_summary(rows, ["1mm"])
+    assert agreement["all"]["n"] == 9  # 4 heads x 2 sides + the intact side of the resected one
+    assert agreement["left_out_resected_sides"] == 1 and agreement["refused_cases"] == 1
+    assert agreement["by_variant"]["1mm"] == agreement["all"]
+    assert agreement["by_group"]["atrophied"]["n"] == 2 and agreement["by_group"]["real"]["n"] == 2
+    assert agreement["by_group"]["resected (other side)"]["n"] == 1
+    assert [group_of(r) for r in rows[:3]] == ["real", "synthetic t1", "synthetic t1"]
+
+    resection = resection_summary(rows)
+    first, refused = resection["cases"]
+    assert first["resected_side"] == "left" and first["fraction_of_truth_before"] == round(5300 / 1900, 3)
+    assert first["other_side_change"] == round(2929 / 2900 - 1, 4)
+    assert refused["refused"] and "No hippocampus" in refused["error"]
+    assert resection["refused"] == 1 and resection["under_25_percent"] == 0
+
+
+def test_wholehead_agreement_pools_every_variant_and_splits_them():
+    from LUnetSegmentationLib.training.evaluate_wholehead import agreement_summary
+
+    rows = [_row("a", "none", (3000, 3000), (3500, 3500)), _row("b", "none", (4000, 4000), (4200, 4200)),
+            _row("a", "none", (2000, 3000), (2500, 3500), variant="3mm"), _row("b", "none", (3000, 4000), (3200, 4200), variant="3mm")]
+    agreement = agreement_summary(rows, ["1mm", "3mm"])
+    assert agreement["all"]["n"] == 8
+    assert agreement["by_variant"]["1mm"]["icc_a1"] == 1.0 and agreement["by_variant"]["1mm"]["bias"] == 0
+    assert agreement["by_variant"]["3mm"]["bias"] == -1000 and agreement["by_variant"]["3mm"]["slope"] == 1.0
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--bland-altman", "plot.svg", "ending in .png"),
+    ("--bland-altman", "missing/plot.png", "does not exist"),
+    ("--out", "missing/results.json", "does not exist"),
+])
+def test_wholehead_outputs_are_checked_before_the_long_run(tmp_path, option, value, message, capsys):
+    from LUnetSegmentationLib.apps.cli import main
+
+    code = main(["evaluate-wholehead", "--synthetic", str(tmp_path), option, str(tmp_path / value)])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_wholehead_unknown_pathology_is_refused_by_the_parser(tmp_path, capsys):
+    from LUnetSegmentationLib.apps.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["evaluate-wholehead", "--synthetic", str(tmp_path), "--pathologies", "stroke"])
+    assert "invalid choice: 'stroke'" in capsys.readouterr().err
+
+
+def test_wholehead_empty_synthetic_folder_says_so(tmp_path, capsys):
+    from LUnetSegmentationLib.apps.cli import main
+
+    assert main(["evaluate-wholehead", "--synthetic", str(tmp_path), "--subjects", "training_seg_99"]) == 2
+    assert "No label maps (*.nii.gz) matching --subjects" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_wholehead_command_writes_agreement_resection_and_plot(tmp_path):
+    """The command on one held-out synthetic head, healthy and resected: the JSON has the
+    agreement (without the resected side), the resection line and the command; the PNG exists."""
+    from conftest import DATA
+
+    maps = DATA / "synthseg_label_maps"
+    if not (maps / "training_seg_18.nii.gz").is_file():
+        pytest.skip(f"no SynthSeg label maps in {maps}")
+    out, plot = tmp_path / "agreement.json", tmp_path / "agreement.png"
+    run = subprocess.run(
+        [sys.executable, "-m", "LUnetSegmentationLib", "evaluate-wholehead", "--synthetic", str(maps), "--subjects",
+         "training_seg_18", "--contrasts", "t1", "--pathologies", "none", "resection", "--passes", "1", "--out", str(out),
+         "--bland-altman", str(plot)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "volume agreement" in run.stdout and "resection (1 cases" in run.stdout
+    result = json.loads(out.read_text())
+    assert result["agreement"]["all"]["n"] == 3 and result["agreement"]["left_out_resected_sides"] == 1
+    assert result["resection"]["cases"][0]["truth_before_mm3"] == 1894.0
+    assert "--pathologies none resection" in result["command"]
+    assert plot.read_bytes()[:4] == b"\x89PNG"
