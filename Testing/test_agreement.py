@@ -118,3 +118,50 @@ def test_bland_altman_png(tmp_path):
     with pytest.raises(ValueError, match="same length"):
         bland_altman_png(ours, REFERENCE, groups[:-1], tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+def _wholehead_section(monkeypatch, results):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "wholehead_section.py"
+    spec = importlib.util.spec_from_file_location("wholehead_section_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "RESULTS", results)
+    return module
+
+
+def test_results_page_agreement_table(tmp_path, monkeypatch):
+    """The RESULTS.md table shows the figures evaluate-wholehead wrote, the command, the resection
+    line and the plot; without the file it says how to make it."""
+    import json
+
+    from LUnetSegmentationLib.training.evaluate_wholehead import agreement_summary, resection_summary
+
+    def row(case, pathology, left, right, before=None):
+        out = {"case": case, "base": case.split(" resection")[0], "variant": "1mm", "source": "synthetic",
+               "contrast": "t1", "pathology": pathology, "warnings": [], "notes": []}
+        for side, (ours, reference) in (("left", left), ("right", right)):
+            out[side] = {"dice": 0.8, "volume_mm3": ours, "reference_mm3": reference}
+        if before:
+            out["truth_before_pathology_mm3"] = before
+        return out
+
+    rows = [row("a t1", "none", (3000.0, 3100.0), (3500.0, 3400.0)), row("b t1", "none", (4100.0, 4000.0), (4300.0, 4200.0)),
+            row("a t1 atrophy", "atrophy", (1500.0, 600.0), (2000.0, 1870.0)),
+            row("a t1 resection", "resection", (5000.0, 0.0), (3535.0, 3400.0), before={"left": 3100.0, "right": 3400.0})]
+    result = {"model": "toy-model", "weights_sha256": "ab" * 32, "mirror": 2, "variants": ["1mm"], "rows": rows,
+              "agreement": agreement_summary(rows, ["1mm"]), "resection": resection_summary(rows),
+              "command": "python -m LUnetSegmentationLib evaluate-wholehead --pathologies none atrophy resection"}
+    section = _wholehead_section(monkeypatch, tmp_path)
+    assert "Not run yet" in "\n".join(section.agreement_table())
+    (tmp_path / "wholehead_agreement_toy-model.json").write_text(json.dumps(result))
+    (tmp_path / "wholehead_agreement_toy-model.png").write_bytes(b"\x89PNG")
+    page = "\n".join(section.wholehead_section())
+    figures = result["agreement"]["all"]
+    assert f"| all | {figures['n']} | {figures['pearson_r']:.3f} | {figures['slope']:.2f} |" in page
+    assert "| atrophied | 2 |" in page and "--pathologies none atrophy resection" in page
+    assert "| a t1 resection 1mm | left | 5000 (3100) | 1.61 | no | +1.0 % |" in page
+    assert "ours median 1500 mm3" in page
+    assert "](results/wholehead_agreement_toy-model.png)" in page

@@ -53,6 +53,87 @@ def accuracy_table() -> list[str]:
     return lines
 
 
+def _agreement_row(label: str, figures: dict) -> str:
+    limits = figures.get("limits_of_agreement") or [None, None]
+    ratio = "n/a" if figures.get("mean_ratio") is None else f"{figures['mean_ratio']:.3f} +- {_fmt(figures.get('sd_ratio'))}"
+    return (f"| {label} | {figures['n']} | {_fmt(figures.get('pearson_r'))} | {_fmt(figures.get('slope'), 2)} | "
+            f"{_fmt(figures.get('intercept'), 0)} | {ratio} | {_fmt(figures.get('icc_a1'))} | "
+            f"{_fmt(figures.get('bias'), 0)} ({_fmt(limits[0], 0)} to {_fmt(limits[1], 0)}) |")
+
+
+def _atrophy_line(rows) -> list[str]:
+    """Our volume of the hippocampi eroded to a fixed truth (the left, ~600 mm3)."""
+    pairs = [(r["left"]["volume_mm3"], r["left"]["reference_mm3"]) for r in rows
+             if r.get("pathology") == "atrophy" and "error" not in r]
+    if not pairs:
+        return []
+    ours = sorted(v for v, _ in pairs)
+    truth = sorted(t for _, t in pairs)
+    return [f"Atrophied left hippocampi (truth {truth[0]:.0f}-{truth[-1]:.0f} mm3, {len(pairs)} heads): ours median "
+            f"{ours[len(ours) // 2]:.0f} mm3 (range {ours[0]:.0f}-{ours[-1]:.0f}).", ""]
+
+
+def _resection_lines(resection: dict | None) -> list[str]:
+    if not resection:
+        return []
+    lines = ["Resections (a hippocampus and 2 voxels around it replaced by CSF; that side has no truth volume, so it is "
+             "left out of the agreement above): our volume on the resected side as a fraction of that hippocampus's "
+             "truth before the resection, and the other side's change against the same head without pathology.", "",
+             "| case | side | ours on the resected side, mm3 (truth before) | fraction | flagged | other side change |",
+             "|---|---|---|---|---|---|"]
+    for case in resection["cases"]:
+        if case["refused"]:
+            lines.append(f"| {case['case']} {case['variant']} | {case['resected_side']} | refused: {case['error'][:80]} | | | |")
+            continue
+        change = case.get("other_side_change")
+        lines.append(f"| {case['case']} {case['variant']} | {case['resected_side']} | {case['ours_mm3']:.0f} "
+                     f"({case['truth_before_mm3']:.0f}) | {_fmt(case.get('fraction_of_truth_before'), 2)} | "
+                     f"{'yes' if case.get('flagged') else 'no'} | {'n/a' if change is None else f'{100 * change:+.1f} %'} |")
+    worst = resection.get("max_abs_other_side_change")
+    lines += ["", f"Resected sides: mean fraction {_fmt(resection.get('mean_fraction_of_truth_before'), 2)}, highest "
+                  f"{_fmt(resection.get('max_fraction_of_truth_before'), 2)}, {resection.get('under_25_percent')} under 25 %, "
+                  f"{resection.get('refused')} refused; other side changed by at most "
+                  f"{'n/a' if worst is None else f'{100 * worst:.1f} %'}.", ""]
+    return lines
+
+
+def agreement_table() -> list[str]:
+    """Volume agreement (evaluate-wholehead): one table per docs/results/wholehead_agreement_*.json."""
+    results = sorted(RESULTS.glob("wholehead_agreement_*.json"))
+    lines = ["### Volume agreement with the reference", "",
+             "Whether a volume tracks the truth from one head to the next (what a study comparing people needs), over "
+             "every case, both sides pooled: Pearson r, the least-squares slope and intercept of our volume on the "
+             "reference's, the mean ratio ours/reference, ICC(A,1) (two-way, absolute agreement, single measures; "
+             "McGraw & Wong 1996) and the Bland-Altman bias with 95 % limits of agreement, all in mm3 "
+             "(training/agreement.py). Atrophied heads: ventricles widened by 2 mm and each hippocampus eroded from "
+             "its surface into the temporal horn, the left to 600 mm3, the right to 55 % of its volume "
+             "(training/synthetic_heads.py); the real scan is changed the same way, its new fluid drawn from its own "
+             "CSF. Rows per group follow the overall one.", ""]
+    if not results:
+        return lines + ["Not run yet: `python -m LUnetSegmentationLib evaluate-wholehead ... --pathologies none atrophy "
+                        "resection --out docs/results/wholehead_agreement_MODEL.json --bland-altman "
+                        "docs/results/wholehead_agreement_MODEL.png` writes the file this table is made from.", ""]
+    for path in results:
+        result = json.loads(path.read_text())
+        agreement = result.get("agreement")
+        if not agreement:
+            continue
+        lines += [f"**{result['model']}** (weights {result['weights_sha256'][:12]}, test-time passes {result.get('mirror')}, "
+                  f"variants {', '.join(result.get('variants', []))}). Command: `{result.get('command', 'not recorded')}`", "",
+                  "| cases | n sides | r | slope | intercept mm3 | ratio +- SD | ICC(A,1) | bias mm3 (95 % limits) |",
+                  "|---|---|---|---|---|---|---|---|", _agreement_row("all", agreement["all"])]
+        if len(agreement.get("by_variant", {})) > 1:
+            lines += [_agreement_row(variant, figures) for variant, figures in agreement["by_variant"].items()]
+        lines += [_agreement_row(group, figures) for group, figures in agreement.get("by_group", {}).items()]
+        lines += ["", f"Refused cases (no volume, not in the table): {agreement.get('refused_cases', 0)}.", ""]
+        lines += _atrophy_line(result.get("rows", []))
+        lines += _resection_lines(result.get("resection"))
+        plot = path.with_suffix(".png")
+        if plot.is_file():
+            lines += [f"![Bland-Altman plot, {result['model']}](results/{plot.name})", ""]
+    return lines
+
+
 def passes_table() -> list[str]:
     rows = []
     for model in MODELS:
@@ -126,4 +207,4 @@ def presence_table() -> list[str]:
 
 
 def wholehead_section() -> list[str]:
-    return ["## Whole-head scans", "", *speed_table(), *accuracy_table(), *passes_table(), *localization_table(), *presence_table()]
+    return ["## Whole-head scans", "", *speed_table(), *accuracy_table(), *agreement_table(), *passes_table(), *localization_table(), *presence_table()]
