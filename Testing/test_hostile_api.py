@@ -95,3 +95,55 @@ def test_evaluate_unknown_case_is_a_message(hippocampus_dir, tmp_path, capsys):
                      "--cases", "hippocampus_999", "--out", str(tmp_path / "r.json"), "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 2 and "Cases not found" in err and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- issue 24: what the API is given
+
+
+@pytest.mark.parametrize("given, advice", [
+    (lambda: __import__("numpy").zeros((20, 20, 20), "float32"), r"not a numpy\.ndarray: .*slicer\.util\.addVolumeFromArray"),
+    (lambda: "MRHead", r"not its name or path 'MRHead': .*segment\(getNode\('MRHead'\)\)"),
+    (lambda: sitk.Image([20, 20, 20], sitk.sitkFloat32), r"not a SimpleITK\.SimpleITK\.Image: .*PushVolumeToSlicer"),
+    (lambda: __import__("pathlib").Path("scan.nii.gz"), r"segmentFiles\('scan\.nii\.gz', outputDir\)"),
+    (lambda: 3.5, r"needs a Slicer scalar volume node, not a builtins\.float"),
+], ids=["numpy", "name", "sitk", "path", "number"])
+def test_segment_given_no_node_says_what_to_pass(given, advice):
+    """Each of these raised AttributeError while the refusal was being built."""
+    from LUnetSegmentationLib import segment
+
+    with pytest.raises(TypeError, match=advice):
+        segment(given())
+
+
+def test_segment_with_a_model_of_the_wrong_type_says_what_a_model_is(mrml_scene, hippocampus_dir):
+    from LUnetSegmentationLib import segment
+    from LUnetSegmentationLib.slicer_adapter import mrml
+
+    volume = mrml.imageToVolumeNode(mrml_scene.scene, sitk.ReadImage(str(hippocampus_dir / "imagesTr" / "hippocampus_001.nii.gz")), "crop")
+    with pytest.raises(TypeError, match=r"model must be a shipped model id .* not a int \(123\)"):
+        segment(volume, model=123)
+    with pytest.raises(TypeError, match=r"segmentationNode must be a segmentation node or None, not a str"):
+        segment(volume, "Segmentation")
+
+
+def test_segment_files_takes_one_string_as_one_path(tmp_path, hippocampus_dir):
+    """A single path was iterated character by character ("No such input file: o, n, e, /...")."""
+    from LUnetSegmentationLib import segmentFiles
+
+    with pytest.raises(InputError, match=r"No such input file: one/path\. Nothing was done"):
+        segmentFiles("one/path", tmp_path / "none")
+    rows = segmentFiles(str(hippocampus_dir / "imagesTr" / "hippocampus_001.nii.gz"), tmp_path / "out", device="cpu")
+    assert [row["status"] for row in rows] == ["ok"] and (tmp_path / "out" / "hippocampus_001.seg.nrrd").is_file()
+
+
+@pytest.mark.parametrize("given, advice", [
+    (123, r"inputPaths must be a file path or a list of file paths, not a int"),
+    ([123], r"inputPaths must hold file paths .* it holds a int"),
+    ([], r"inputPaths is empty"),
+])
+def test_segment_files_refuses_what_is_no_path(tmp_path, given, advice):
+    from LUnetSegmentationLib import segmentFiles
+
+    with pytest.raises((TypeError, ValueError), match=advice):
+        segmentFiles(given, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -12,6 +12,7 @@ torch is imported only when a model is loaded, never when this module is importe
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 
 import SimpleITK as sitk
@@ -25,6 +26,69 @@ log = logging.getLogger("LUnetSegmentation")
 # Slicer module's child process and the BIDS App); these names stay for existing callers.
 getSegmenter = pipeline.get_segmenter
 clearModelCache = pipeline.clear_model_cache
+
+
+# ----------------------------------------------------------------------------- what the API is given
+
+
+def _is_node(value) -> bool:
+    return hasattr(value, "IsA") and hasattr(value, "GetName") and hasattr(value, "GetClassName")
+
+
+def _check_volume_argument(volumeNode) -> None:
+    """Refuse, naming what to pass instead, a volume argument that is not an MRML node (a
+    name, a numpy array, a SimpleITK image, a path): the node checks would fail on it with an
+    AttributeError. None passes through, to get the "No input volume selected" message."""
+    if volumeNode is None or _is_node(volumeNode):
+        return
+    if isinstance(volumeNode, str):
+        raise TypeError(
+            f"segment() needs the volume node, not its name or path {volumeNode!r}: in Slicer's Python console use "
+            f"segment(getNode({volumeNode!r})); for a file on disk use segmentFiles({volumeNode!r}, outputDir)."
+        )
+    kind = f"{type(volumeNode).__module__}.{type(volumeNode).__name__}"
+    if kind.startswith("numpy."):
+        how = ("put the array into the scene first, e.g. node = slicer.util.addVolumeFromArray(array, ijkToRAS) "
+               "(the array in k, j, i order, with its 4x4 IJK-to-RAS matrix so that sizes are in mm)")
+    elif kind.startswith("SimpleITK."):
+        how = "put the image into the scene first, e.g. node = sitkUtils.PushVolumeToSlicer(image)"
+    elif isinstance(volumeNode, os.PathLike):
+        how = f"for a file on disk use segmentFiles({str(volumeNode)!r}, outputDir)"
+    else:
+        how = "select or load a T1-weighted MRI volume, e.g. node = slicer.util.loadVolume(path)"
+    raise TypeError(f"segment() needs a Slicer scalar volume node, not a {kind}: {how}; then call segment(node).")
+
+
+def _check_node_argument(value, name: str, what: str) -> None:
+    if value is not None and not _is_node(value):
+        raise TypeError(f"{name} must be {what} or None, not a {type(value).__name__} ({value!r:.80}).")
+
+
+def _check_model_argument(model) -> None:
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        raise TypeError(
+            f"model must be a shipped model id (e.g. 'hippocampus-lunet'), the path of a model card .json or of a "
+            f"training output folder, or None for the default; not a {type(model).__name__} ({model!r:.80})."
+        )
+
+
+def _input_paths(inputPaths) -> list:
+    """segmentFiles' inputs as a list: one path (a string or os.PathLike) is one file, never the
+    characters of its name; otherwise an iterable of paths."""
+    if isinstance(inputPaths, (str, bytes, os.PathLike)):
+        inputPaths = [inputPaths]
+    try:
+        paths = list(inputPaths)
+    except TypeError:
+        raise TypeError(f"inputPaths must be a file path or a list of file paths, not a {type(inputPaths).__name__} "
+                        f"({inputPaths!r:.80}).") from None
+    for path in paths:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"inputPaths must hold file paths (str or pathlib.Path); it holds a {type(path).__name__} "
+                            f"({path!r:.80}).")
+    if not paths:
+        raise ValueError("inputPaths is empty: give at least one image file (.nii.gz, .nrrd, .mha, .mgz).")
+    return paths
 
 
 # ----------------------------------------------------------------------------- the job
@@ -100,7 +164,12 @@ def prepareSegmentation(volumeNode, segmentationNode=None, model=None, device="a
 
     The voxels get the single entry check (runtime.checks.check_input) here, before the model is
     loaded, and not again in compute(). A caller that ran it already on this node's voxels (the
-    web app, when the file was opened) passes its warnings as `checked`."""
+    web app, when the file was opened) passes its warnings as `checked`. Arguments of the wrong
+    kind (a name, an array, a model given as a number) raise TypeError saying what to pass."""
+    _check_volume_argument(volumeNode)
+    _check_node_argument(segmentationNode, "segmentationNode", "a segmentation node")
+    _check_node_argument(roiNode, "roiNode", "a markups ROI node")
+    _check_model_argument(model)
     image, indexBox, warnings = mrml.runInput(volumeNode, segmentationNode, roiNode, checked)
     loaded = getSegmenter(model, device)
     from ..runtime.localize import looks_like_crop
@@ -132,7 +201,7 @@ def segment(volumeNode, segmentationNode=None, model=None, device="auto", roiNod
 def segmentFiles(inputPaths, outputDir, model=None, device="auto", labelmap=False, showProgress=False, roi=None) -> list[dict]:
     """Segment MRI files (NIfTI, NRRD, MHA, FreeSurfer .mgz) without the Slicer application.
 
-    Writes DIR/<case>.seg.nrrd (open it in Slicer), with `labelmap=True` also DIR/<case>.nii.gz
+    `inputPaths`: one path or a list of paths. Writes DIR/<case>.seg.nrrd (open it in Slicer), with `labelmap=True` also DIR/<case>.nii.gz
     (label values on the input grid), and DIR/summary.csv (status, error, mode, warnings and
     each segment's volume in mm3 per case). A case that fails is reported and the others go on.
     Outputs are written whole or not at all and never replace another file; re-running the same
@@ -143,5 +212,7 @@ def segmentFiles(inputPaths, outputDir, model=None, device="auto", labelmap=Fals
     """
     from ..files.batch import segment_files
 
-    return segment_files(inputPaths, outputDir, model=model, device=device, labelmap=labelmap,
+    paths = _input_paths(inputPaths)  # files/batch.py checks outputDir
+    _check_model_argument(model)
+    return segment_files(paths, outputDir, model=model, device=device, labelmap=labelmap,
                          showProgress=showProgress, roi=roi)
