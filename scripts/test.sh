@@ -7,6 +7,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
+# dciodvfy (Debian's dicom3tools) validates the DICOM SEG files in Testing/test_dicom.py.
+if ! command -v dciodvfy >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    # A fresh machine may still be running its own apt job: wait for the lock, retry once.
+    apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null || { sleep 20; apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null; }
+    apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends dicom3tools >/dev/null
+  else
+    echo "The DICOM SEG tests validate with dciodvfy: sudo apt-get install dicom3tools (they skip without it outside CI)" >&2
+  fi
+fi
 export QT_QPA_PLATFORM=offscreen
 .venv/bin/python -m pytest Testing --ignore=Testing/web "$@"
 # What the extension ships, under the Python/NumPy pairs of Slicer 5.8, 5.10 and 5.12 (pyenv's

@@ -70,7 +70,7 @@ def _segment(args) -> int:
     try:
         rows = segment_files(
             args.inputs, args.out, model=args.model, device=args.device, labelmap=args.labelmap,
-            showProgress=not args.quiet, roi=roi,
+            showProgress=not args.quiet, roi=roi, series=args.series, dicomSeg=args.dicom_seg,
         )
     except BatchInterrupted as interrupted:
         done = sum(row.get("status") == "ok" for row in interrupted.rows)
@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_source_only(commands, "evaluate-wholehead", "training", "per-side Dice/HD95/volume ratio against FreeSurfer labels")
 
     segment = commands.add_parser("segment", help="segment MRI files (NIfTI, NRRD, .mgz) into DIR/<case>.seg.nrrd")
-    segment.add_argument("inputs", nargs="+", help="input volumes")
+    segment.add_argument("inputs", nargs="+", help="input volumes, or folders each holding a DICOM series (source install)")
     segment.add_argument("--out", required=True, help="output folder")
     segment.add_argument("--labelmap", action="store_true", help="also write DIR/<case>.nii.gz with the label values")
     segment.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -225,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--roi", nargs=6, type=float, metavar=("R", "A", "S", "SIZE_R", "SIZE_A", "SIZE_S"), default=None,
         help="segment only this box: centre and size in RAS mm, as Slicer shows them (same box for every input)",
     )
+    segment.add_argument("--series", default=None, metavar="UID",
+                         help="the DICOM series to read (SeriesInstanceUID) from folders that hold several")
+    segment.add_argument("--dicom-seg", action="store_true",
+                         help="also write DIR/<case>.seg.dcm, a DICOM SEG referencing the input series (DICOM inputs only)")
     segment.add_argument("--timings", default=None, metavar="FILE", help="write stage timings as JSON (benchmarks)")
     segment.add_argument("--quiet", action="store_true")
     segment.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="full details of errors")

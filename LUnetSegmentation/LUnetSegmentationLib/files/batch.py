@@ -7,7 +7,7 @@ Per case it reads the file, labels it (pipeline.label_image) and writes `<case>.
 the input grid), and finally `summary.csv`. The model is loaded once. One bad case is reported
 in its row and the others go on.
 
-An input may also be a folder holding one DICOM series (files/dicom_series.py, source install
+An input may also be a folder holding one DICOM series (files/dicom/series.py, source install
 only); with `dicomSeg` each such case also gets `<case>.seg.dcm`, a DICOM SEG referencing it.
 
 Outputs are never partial and never overwrite anything else (outputs.write_atomic: temporary
@@ -194,9 +194,8 @@ def _reusable(plan: Plan, input_sha, weights_sha, options: str) -> bool:
 
 
 def _dicom_seg_matches(path: Path, weights_sha: str, input_sha: str, options: str) -> bool:
-    from .dicom_seg import content_note, is_complete_seg
-
-    return is_complete_seg(path, content_note(weights_sha, input_sha, _options_hash(options)))
+    dicom_seg = _dicom("seg")
+    return dicom_seg.is_complete_seg(path, dicom_seg.content_note(weights_sha, input_sha, _options_hash(options)))
 
 
 def _labelmap_matches(label_path: Path, provenance: dict) -> bool:
@@ -268,12 +267,11 @@ def _existing_state(path: Path, plan: Plan, input_sha: str, weights_sha: str, op
     if path.is_symlink():
         return False, False, False, False
     if path == plan.dicom_seg:
-        from .dicom_seg import content_note, is_complete_seg, read_content_note
-
-        found = read_content_note(path) or ""
-        wanted = content_note(weights_sha, input_sha, _options_hash(options))
+        dicom_seg = _dicom("seg")
+        found = dicom_seg.read_content_note(path) or ""
+        wanted = dicom_seg.content_note(weights_sha, input_sha, _options_hash(options))
         return (found.startswith("LUnet w"), found.rsplit(" o", 1)[0] == wanted.rsplit(" o", 1)[0], found == wanted,
-                is_complete_seg(path))
+                dicom_seg.is_complete_seg(path))
     fields = _header_fields(path)
     provenance = _provenance(fields)
     if provenance:
@@ -421,18 +419,22 @@ def _progress_bar(items, show: bool):
 
 
 def _dicom(module: str):
-    """files/dicom_series.py or files/dicom_seg.py: DICOM is an optional extra of the source
-    install (not in the Slicer extension; pydicom and highdicom for DICOM SEG)."""
-    import importlib
-
+    """files/dicom/series.py or files/dicom/seg.py: DICOM is an optional extra of the source
+    install (not in the Slicer extension; pydicom and highdicom for DICOM SEG). The only
+    imports of unshipped code from this shipped file, each behind this guard."""
     try:
-        return importlib.import_module(f"{__package__}.{module}")
+        if module == "series":
+            from .dicom import series as loaded
+        else:
+            from .dicom import seg as loaded
+            import highdicom  # noqa: F401 - its absence is said here, before any work
     except ImportError as error:
         raise InputError(
             "Reading DICOM series and writing DICOM SEG need the source install of LUnetSegmentation with its DICOM "
             f"packages ({getattr(error, 'name', None) or error} is missing): `bash scripts/setup_env.sh`, then "
             "`.venv/bin/python -m LUnetSegmentationLib segment ...`. Or convert the series to NIfTI first (dcm2niix)."
         ) from error
+    return loaded
 
 
 def _single_dicom_file(path: Path) -> str | None:
@@ -487,17 +489,17 @@ def segment_files(inputPaths, outputDir, model=None, device="auto", labelmap=Fal
         raise InputError(unusable_name(outputDir).replace("The file name", "The output folder name", 1))
     outputDir = Path(outputDir)
     plans = _planned_outputs(inputPaths, outputDir, labelmap, dicomSeg)
-    series_of = {}  # case -> dicom_series.SeriesInfo, for DICOM folder inputs
+    series_of = {}  # case -> dicom.series.SeriesInfo, for DICOM folder inputs
     for plan in plans:
         if plan.input.is_dir():
-            series_of[plan.case] = _dicom("dicom_series").find_series(plan.input, series)
+            series_of[plan.case] = _dicom("series").find_series(plan.input, series)
     if dicomSeg:
         not_dicom = [shown(plan.input) for plan in plans if plan.case not in series_of]
         if not_dicom:
             raise InputError(f"--dicom-seg needs DICOM series as input (a DICOM SEG refers to the images it segments); "
                              f"not a DICOM series folder: {', '.join(not_dicom[:5])}. Give series folders, or leave out "
                              "--dicom-seg.")
-        _dicom("dicom_seg")  # its packages, checked before any work
+        _dicom("seg")  # its packages, checked before any work
     summaryPath = outputDir / SUMMARY_NAME
     check_output_dir(outputDir)  # before the model loads: a bad folder fails in a second
     loaded = pipeline.get_segmenter(model, device)  # once for the whole batch; fails early on bad weights
@@ -527,7 +529,7 @@ def segment_files(inputPaths, outputDir, model=None, device="auto", labelmap=Fal
                 if refused:
                     raise InputError(refused)
                 if case in series_of:
-                    image = _dicom("dicom_series").read_series(series_of[case])
+                    image = _dicom("series").read_series(series_of[case])
                 else:
                     image = readImage(plan.input)
                 row["read_s"] = round(time.time() - started, 3)
@@ -550,11 +552,10 @@ def segment_files(inputPaths, outputDir, model=None, device="auto", labelmap=Fal
                     note = _labelmap_note(card.weights_sha256, input_shas[case], options)
                     write_atomic(plan.labels, lambda tmp: writeLabelmap(result.labels, tmp, note), verify=check_labels)
                 if plan.dicom_seg is not None:
-                    dicom_seg = _dicom("dicom_seg")
+                    dicom_seg = _dicom("seg")
                     note = dicom_seg.content_note(card.weights_sha256, input_shas[case], _options_hash(options))
-                    write_atomic(plan.dicom_seg,
-                                 lambda tmp: dicom_seg.write_dicom_seg(result, series_of[case].files, tmp, note, __version__),
-                                 verify=functools.partial(dicom_seg.seg_problem, labels=result.labels, specs=result.specs))
+                    writer = dicom_seg.SegWriter(result, series_of[case].files, note, __version__)
+                    write_atomic(plan.dicom_seg, writer.write, verify=writer.problem)
                 write_atomic(plan.seg, lambda tmp: write_segmentation(result.labels, result.specs, tmp, card.model_id, provenance),
                              verify=check_labels)
                 row["write_s"] = round(time.time() - written, 3)
