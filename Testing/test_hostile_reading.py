@@ -403,3 +403,15 @@ def test_ulimit_v_is_seen_before_anything_is_read(tmp_path):
               "try:\n    readImage(sys.argv[1])\nexcept InputError as e:\n    print('refused:', e)\n")
     result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120)
     assert result.stdout.startswith("refused:") and "ulimit -v (RLIMIT_AS)" in result.stdout, result.stdout + result.stderr
+
+
+def test_float32_safe_is_there_for_images_that_come_from_no_file():
+    """The Slicer node path builds its image from the node's voxels: the same function applies."""
+    head = np.round(_brainish((12, 11, 10), dtype=np.float64))
+    plain = sitk.GetImageFromArray(head)
+    assert checks.float32_safe(plain) is plain
+    shifted = sitk.GetImageFromArray(head + 1e9)
+    shifted.SetSpacing([0.9, 1.0, 1.1])
+    safe = checks.float32_safe(shifted)
+    assert safe.GetPixelID() == sitk.sitkFloat32 and safe.GetSpacing() == shifted.GetSpacing()
+    assert np.unique(sitk.GetArrayViewFromImage(safe)).size == np.unique(head).size

@@ -32,10 +32,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..runtime.checks import (
-    check_orthogonal, check_real_valued, complex_voxels_message, shear_degrees, sheared_grid_message,
+    check_orthogonal, check_real_valued, complex_voxels_message, float32_safe, shear_degrees, sheared_grid_message,
 )
 from ..runtime.memory import available_memory_bytes, memory_source, run_peak_bytes
-from ..runtime.preprocess import InputError, count_nonfinite, float32_offset, nonfinite_message
+from ..runtime.preprocess import InputError, count_nonfinite, nonfinite_message
 from ..runtime.resample import image_from_ijk_to_ras
 
 SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".mgz", ".mgh")
@@ -584,7 +584,7 @@ def _is_dicom(path: Path) -> bool:
         return handle.read(4) == b"DICM" or path.suffix.lower() in (".dcm", ".ima")
 
 
-def _refuse_after_read(path: Path, image: sitk.Image) -> None:
+def _refuse_after_read(path: Path, image: sitk.Image, info: HeaderInfo | None) -> None:
     """Refusals that need the read image: every format says them alike, whoever reads."""
     check_real_valued(image, path.name)
     if _is_dicom(path) and (image.GetDimension() < 3 or min(image.GetSize()) < 4):
@@ -594,27 +594,12 @@ def _refuse_after_read(path: Path, image: sitk.Image) -> None:
                          "instead of one of its files.")
     if image.GetDimension() == 3:
         check_orthogonal(image, path.name)
-    if image.GetNumberOfComponentsPerPixel() == 1 and image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+    scanned = info is not None and info.format == "nifti" and info.data_offset is not None  # by _scan_data
+    if not scanned and image.GetNumberOfComponentsPerPixel() == 1 and image.GetPixelID() in (
+            sitk.sitkFloat32, sitk.sitkFloat64):
         bad = count_nonfinite(sitk.GetArrayViewFromImage(image))
         if bad:
             raise InputError(nonfinite_message(f"volume {path.name}", bad))
-
-
-def _float32_safe(image: sitk.Image) -> sitk.Image:
-    """A float64 or 32/64-bit integer image whose values float32 cannot tell apart (a T1 stored
-    as 1e9 + intensity) becomes float32 less a robust offset (preprocess.float32_offset); every
-    later step casts to float32, which would otherwise flatten its contrast into steps of 64."""
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        return image
-    voxels = sitk.GetArrayViewFromImage(image)
-    offset = float32_offset(voxels)
-    if offset == 0.0:
-        return image
-    shifted = np.empty(voxels.shape, dtype=np.float32)
-    np.subtract(voxels, offset, out=shifted, dtype=np.float64, casting="unsafe")
-    result = sitk.GetImageFromArray(shifted)
-    result.CopyInformation(image)
-    return result
 
 
 def _allocation_failed(error: BaseException) -> bool:
@@ -631,7 +616,8 @@ def readImage(path: str | Path, max_bytes: int | None = None) -> sitk.Image:
     (and `max_bytes` of uncompressed voxel data, if given), the data are checked to be complete
     (and, for float NIfTI, finite), complex and 2D NIfTI are refused, and a NIfTI's qform and
     sform must not disagree. After: a NIfTI takes nibabel's geometry, and sheared grids, complex
-    voxels, NaN/Inf and single DICOM slices are refused in every format; see `_float32_safe`."""
+    voxels, NaN/Inf and single DICOM slices are refused in every format; and a float64 volume
+    with a huge offset is brought to float32 without losing its contrast (checks.float32_safe)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No such file: {path}")
@@ -650,8 +636,8 @@ def readImage(path: str | Path, max_bytes: int | None = None) -> sitk.Image:
             image = _read_mgh(path)
         else:
             image = _with_nifti_geometry(sitk.ReadImage(str(path)), affine)
-        _refuse_after_read(path, image)
-        return _float32_safe(image)
+        _refuse_after_read(path, image, info)
+        return float32_safe(image)
     except InputError:
         raise
     except Exception as error:  # readers raise RuntimeError, EOFError, zlib errors...

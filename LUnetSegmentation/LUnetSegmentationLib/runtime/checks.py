@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from .preprocess import InputError, check_finite
+from .preprocess import InputError, check_finite, float32_offset
 
 MIN_VOXELS_PER_AXIS = 4  # fewer along any axis: a 2D slice or a stack too thin to segment
 MAX_SPACING_MM = 6.0  # coarser voxels cannot resolve a ~4 cm long hippocampus
@@ -118,6 +118,25 @@ def check_geometry(image: sitk.Image, what: str = "volume") -> None:
                 "x".join(f"{e:.3g}" for e in spacing * np.asarray(size)))
         )
     check_orthogonal(image, f"The {what}")
+
+
+def float32_safe(image: sitk.Image) -> sitk.Image:
+    """The image itself, or, when it is float64 (or 32/64-bit integer) with values float32
+    cannot tell apart (a T1 stored as 1e9 + intensity), a float32 copy less a robust offset
+    (preprocess.float32_offset). Every later step (localisation, resampling) casts to float32,
+    which would otherwise flatten such a scan's contrast into steps of 64. The geometry is kept;
+    intensities move by a constant, which normalisation ignores."""
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        return image
+    voxels = sitk.GetArrayViewFromImage(image)
+    offset = float32_offset(voxels)
+    if offset == 0.0:
+        return image
+    shifted = np.empty(voxels.shape, dtype=np.float32)
+    np.subtract(voxels, offset, out=shifted, dtype=np.float64, casting="unsafe")
+    result = sitk.GetImageFromArray(shifted)
+    result.CopyInformation(image)
+    return result
 
 
 def check_input(image: sitk.Image, name: str) -> list[str]:
