@@ -7,6 +7,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 from LUnetSegmentationLib.training.synth import SynthConfig, SyntheticGenerator  # noqa: E402
+from LUnetSegmentationLib.training.synth_pathology import PathologyConfig  # noqa: E402
+
+# The statistics below are those of healthy anatomy; test_synth_pathology.py covers pathology.
+NO_PATHOLOGY = PathologyConfig(atrophy_probability=0.0, growth_probability=0.0, cavity_probability=0.0,
+                               lesion_probability=0.0, large_lesion_probability=0.0)
 
 VALUES = np.array([0, 2, 3, 4, 17, 24, 53, 507])
 
@@ -25,7 +30,7 @@ def _crops():
 
 @pytest.fixture(scope="module")
 def generator():
-    return SyntheticGenerator(_crops(), VALUES, SynthConfig(patch_size=(24, 32, 24), translation_mm=2.0))
+    return SyntheticGenerator(_crops(), VALUES, SynthConfig(patch_size=(24, 32, 24), translation_mm=2.0, pathology=NO_PATHOLOGY))
 
 
 def test_deterministic_under_a_seed(generator):
@@ -53,7 +58,7 @@ def test_statistics(generator):
 def test_targets_are_the_deformed_hippocampus(generator):
     """With no deformation, no mirroring and no shift, the target is the crop's own centre."""
     still = SyntheticGenerator(_crops(), VALUES, SynthConfig(patch_size=(24, 32, 24), rotation_degrees=0.0, scale_range=0.0,
-                                                             translation_mm=0.0, elastic_mm=0.0), "cpu")
+                                                             translation_mm=0.0, elastic_mm=0.0, supersample=1), "cpu")
     torch.manual_seed(0)
     generator_ = torch.Generator().manual_seed(3)
     labels = still._sample_labels(torch.tensor([0, 0, 0, 0]), generator_)

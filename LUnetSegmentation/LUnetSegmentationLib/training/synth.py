@@ -7,11 +7,18 @@ batched on the training device, deterministic under a seed.
 `crops` are uint8 label crops around one hippocampus each (scripts/make_synth_crops.py: compact
 label indices, `values` maps index -> FreeSurfer label). Per sample, on the whole batch at once:
 1. a random smooth deformation (rotation, per-axis scaling, translation, elastic field) and
-   left-right mirroring, sampling the labels (nearest) into the training patch;
-2. an intensity per label: a T1-like draw (tissue means with jitter), its inverse (T2/FLAIR-
-   like) or a uniformly random contrast; Gaussian texture inside each label;
-   non-brain labels (values >= 500) blanked at times to imitate skull-stripped scans;
-3. a smooth multiplicative bias field and noise;
+   left-right mirroring, sampling the labels (nearest) into the training patch on a grid
+   `supersample` times finer than 1 mm;
+2. pathology and size on those labels (synth_pathology.py: atrophy, growth, resection
+   cavities, lesions), so the truth follows the tissue;
+3. an intensity per label: a T1-like draw (tissue means with jitter), T2-like (inverted),
+   FLAIR-like (inverted, dark CSF), PD-like (inverted, flat) or a uniformly random contrast;
+   lesions get an intensity of their own; Gaussian texture inside each label; non-brain labels
+   (values >= 500) blanked at times to imitate skull-stripped scans;
+   then the fine grid is averaged down to 1 mm: partial volume at every boundary, as a real
+   acquisition has it, and the target is the hippocampus where it fills at least half a voxel
+   (so the target's volume is the tissue's volume, not a shape's);
+3b. a smooth multiplicative bias field and noise;
 4. an acquisition resolution: Gaussian blur with the slice profile of a random voxel size (up to
    3.5 mm isotropic or a 2-6 mm thick axis), subsampled to that grid and linearly resampled
    back to 1 mm, which is exactly what inference does with a coarse scan;
@@ -25,13 +32,14 @@ may not have TorchIO installed) and keeps training a pure-torch loop.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from .augment import _rotation_matrices
+from .synth_pathology import LabelClasses, PathologyConfig, apply_pathology, with_lesion_value
 
 HIPPOCAMPUS_LABELS = (17, 53)
 
@@ -45,6 +53,7 @@ _T1_MEANS = {
     30: 0.5, 62: 0.5, 31: 0.45, 63: 0.45,
 }
 _GREY = 0.55
+_CSF_VALUES = (4, 5, 14, 15, 24, 43, 44, 72)
 
 
 @dataclass
@@ -54,8 +63,10 @@ class SynthConfig:
     scale_range: float = 0.12
     translation_mm: float = 6.0  # localization error of the whole-head path
     elastic_mm: float = 3.0  # std of the smooth displacement field
-    t1_probability: float = 0.5  # else T2-like (inverse T1) with p t2_probability, else random
-    t2_probability: float = 0.15
+    t1_probability: float = 0.45  # then T2-, FLAIR- and PD-like with these, else random
+    t2_probability: float = 0.12
+    flair_probability: float = 0.12
+    pd_probability: float = 0.06
     jitter: float = 0.07  # std of per-label mean jitter around the T1 prior
     texture: float = 0.05  # max std of intensity inside a label
     skull_strip_probability: float = 0.25
@@ -65,9 +76,19 @@ class SynthConfig:
     max_iso_mm: float = 3.5
     max_thick_mm: float = 6.0
     gamma_std: float = 0.3
+    supersample: int = 2  # labels and intensities on a grid this many times finer, then averaged
+    pathology: PathologyConfig = field(default_factory=PathologyConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SynthConfig":
+        data = dict(data)
+        pathology = PathologyConfig(**data.pop("pathology", {}))
+        if "patch_size" in data:
+            data["patch_size"] = tuple(data["patch_size"])
+        return cls(pathology=pathology, **data)
 
 
 def _uniform(shape, low, high, generator, device):
@@ -98,16 +119,20 @@ class SyntheticGenerator:
         self.config = config or SynthConfig()
         self.device = torch.device(device)
         self.crops = torch.as_tensor(np.asarray(crops), dtype=torch.uint8, device=self.device)
-        values = np.asarray(values, dtype=np.int64)
+        values = with_lesion_value(values)
         self.values = values
+        self.classes = LabelClasses(values, self.device)
         self.t1_means = torch.tensor([_T1_MEANS.get(int(v), _GREY) for v in values], dtype=torch.float32, device=self.device)
         self.non_brain = torch.tensor(values >= 500, device=self.device)
         self.is_hippocampus = torch.tensor(np.isin(values, HIPPOCAMPUS_LABELS), device=self.device)
 
     # ------------------------------------------------------------------ spatial
 
+    def _fine_size(self) -> tuple:
+        return tuple(int(s) * self.config.supersample for s in self.config.patch_size)
+
     def _sample_labels(self, indices: torch.Tensor, generator) -> torch.Tensor:
-        """Deformed label patches (B, z, y, x) as compact label indices."""
+        """Deformed label patches (B, z, y, x) on the supersampled grid, as compact label indices."""
         config, device = self.config, self.device
         batch = len(indices)
         crop_shape = torch.tensor(self.crops.shape[1:], dtype=torch.float32, device=device)  # z, y, x
@@ -125,11 +150,12 @@ class SyntheticGenerator:
         half_crop = (crop_shape.flip(0) - 1) / 2
         theta = linear * flip[:, None, :] * half_patch[None, None, :] / half_crop[None, :, None]
         translation = shifts / half_crop[None, :]
-        grid = F.affine_grid(torch.cat([theta, translation[:, :, None]], dim=2), [batch, 1, *config.patch_size], align_corners=True)
+        fine = self._fine_size()
+        grid = F.affine_grid(torch.cat([theta, translation[:, :, None]], dim=2), [batch, 1, *fine], align_corners=True)
         if config.elastic_mm > 0:
             coarse = torch.randn((batch, 3, 4, 5, 4), generator=generator, device=device) * config.elastic_mm
-            field = F.interpolate(coarse, size=tuple(config.patch_size), mode="trilinear", align_corners=True)
-            grid = grid + (field.permute(0, 2, 3, 4, 1) / half_crop)
+            displacement = F.interpolate(coarse, size=fine, mode="trilinear", align_corners=True)
+            grid = grid + (displacement.permute(0, 2, 3, 4, 1) / half_crop)
         crops = self.crops[indices].float()[:, None]
         return F.grid_sample(crops, grid, mode="nearest", padding_mode="zeros", align_corners=True)[:, 0].long()
 
@@ -144,9 +170,22 @@ class SyntheticGenerator:
         t1 = torch.where(self.non_brain[None], random, t1)
         choice = torch.rand((batch, 1), generator=generator, device=device)
         inverted = (1 - t1).clamp(0, 1)
-        inverted[:, 0] = t1[:, 0]  # background stays dark in every contrast
-        means = torch.where(choice < config.t1_probability, t1,
-                            torch.where(choice < config.t1_probability + config.t2_probability, inverted, random))
+        csf = torch.as_tensor(np.isin(self.values, _CSF_VALUES), device=device)
+        flair = torch.where(csf[None], t1 * 0.3, inverted)  # T2 weighting with the fluid signal nulled
+        pd = 0.45 + 0.45 * inverted  # proton density: fluid brightest, little grey-white contrast
+        lesion = torch.as_tensor(self.values == self.values[self.classes.lesion], device=device)
+        # Lesions: dark on T1, bright on T2/FLAIR/PD, with a wide spread (oedema, gliosis, tumour).
+        lesion_t1 = torch.rand((batch, 1), generator=generator, device=device) * 0.4 + 0.1
+        t1 = torch.where(lesion[None], lesion_t1, t1)
+        bright = 1 - lesion_t1 * 0.6
+        inverted = torch.where(lesion[None], bright, inverted)
+        flair = torch.where(lesion[None], bright, flair)
+        pd = torch.where(lesion[None], bright, pd)
+        for contrast in (inverted, flair, pd):
+            contrast[:, 0] = t1[:, 0]  # background stays dark in every contrast
+        edges = np.cumsum([config.t1_probability, config.t2_probability, config.flair_probability, config.pd_probability])
+        means = torch.where(choice < edges[0], t1, torch.where(choice < edges[1], inverted, torch.where(
+            choice < edges[2], flair, torch.where(choice < edges[3], pd, random))))
         strip = torch.rand((batch, 1), generator=generator, device=device) < config.skull_strip_probability
         means = torch.where(strip & self.non_brain[None], torch.zeros_like(means), means)
         return means
@@ -184,12 +223,20 @@ class SyntheticGenerator:
         if indices is None:
             indices = torch.randint(0, len(self.crops), (batch_size,), generator=generator, device=device)
         labels = self._sample_labels(indices, generator)
+        labels = apply_pathology(labels, self.classes, config.pathology, generator, voxel_mm=1.0 / config.supersample)
         batch = labels.shape[0]
         means = self._label_means(batch, generator)
         texture = torch.rand((batch, len(self.values)), generator=generator, device=device) * config.texture
         flat = labels.view(batch, -1)
         images = torch.gather(means, 1, flat) + torch.gather(texture, 1, flat) * torch.randn(flat.shape, generator=generator, device=device)
-        images = images.view(batch, 1, *config.patch_size)
+        images = images.view(batch, 1, *labels.shape[1:])
+        # Partial volume: average the fine grid down to the 1 mm patch; the target is the
+        # hippocampus where it fills at least half of a 1 mm voxel.
+        hippocampus = self.is_hippocampus[labels].float()[:, None]
+        if config.supersample > 1:
+            images = F.avg_pool3d(images, config.supersample)
+            hippocampus = F.avg_pool3d(hippocampus, config.supersample)
+        targets = (hippocampus[:, 0] >= 0.5).long()
         bias = F.interpolate(torch.randn((batch, 1, 3, 4, 3), generator=generator, device=device) * config.bias_std,
                              size=tuple(config.patch_size), mode="trilinear", align_corners=True)
         images = images * torch.exp(bias)
@@ -200,7 +247,6 @@ class SyntheticGenerator:
         high = images.amax(dim=(1, 2, 3, 4), keepdim=True)
         gamma = torch.exp(torch.randn((batch, 1, 1, 1, 1), generator=generator, device=device) * config.gamma_std)
         images = ((images - low) / (high - low).clamp_min(1e-6)).clamp(0, 1) ** gamma
-        targets = self.is_hippocampus[labels].long()
         return normalise(images), targets
 
 
