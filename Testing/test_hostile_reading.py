@@ -291,7 +291,19 @@ def test_a_failed_allocation_is_a_memory_message(tmp_path, monkeypatch):
     monkeypatch.setattr(sitk, "ReadImage", cannot_allocate)
     with pytest.raises(InputError) as refused:
         readImage(path)
-    assert "not enough memory for its voxels" in str(refused.value) and "ITK ERROR" not in str(refused.value)
+    assert str(refused.value).startswith("Not enough memory to read scan.nii.gz: this process may use")
+    assert "ITK ERROR" not in str(refused.value)
+
+
+@pytest.mark.parametrize("text", [
+    "ITK ERROR: Failed to allocate memory for image.",
+    "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : ... Failed to allocate memory for requested buffer of size 1019215872",
+    "[enforce fail at alloc_cpu.cpp:118] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate 4 GB",
+    "std::bad_alloc",
+])
+def test_allocation_failures_of_every_library_are_recognised(text):
+    assert memory.is_out_of_memory(RuntimeError(text)) and memory.is_out_of_memory(MemoryError())
+    assert not memory.is_out_of_memory(RuntimeError("Filter does not support casting from complex"))
 
 
 # ----------------------------------------------------------------------------- memory: budget and limits

@@ -34,7 +34,9 @@ import SimpleITK as sitk
 from ..runtime.checks import (
     check_orthogonal, check_real_valued, complex_voxels_message, float32_safe, shear_degrees, sheared_grid_message,
 )
-from ..runtime.memory import available_memory_bytes, memory_source, run_peak_bytes
+from ..runtime.memory import (
+    available_memory_bytes, is_out_of_memory, memory_source, out_of_memory_message, run_peak_bytes,
+)
 from ..runtime.preprocess import InputError, count_nonfinite, nonfinite_message
 from ..runtime.resample import image_from_ijk_to_ras
 
@@ -333,8 +335,8 @@ def check_size(path: str | Path, max_bytes: int | None = None, available: int | 
     free = available_memory_bytes() if available is None else available
     if needed > free:
         raise InputError(f"Reading and segmenting {path.name} ({dims} voxels) would need about {needed / 2**30:.1f} GiB "
-                         f"of memory and {free / 2**30:.1f} GiB is available to this process "
-                         f"({memory_source()}); it was not read. Crop or downsample it first, free memory, or ask "
+                         f"of memory and {free / 2**30:.1f} GiB is available to this process"
+                         f"{f' ({memory_source()})' if available is None else ''}; it was not read. Crop or downsample it first, free memory, or ask "
                          "your job scheduler for more (e.g. SLURM --mem).")
     return info
 
@@ -602,11 +604,6 @@ def _refuse_after_read(path: Path, image: sitk.Image, info: HeaderInfo | None) -
             raise InputError(nonfinite_message(f"volume {path.name}", bad))
 
 
-def _allocation_failed(error: BaseException) -> bool:
-    text = str(error)
-    return isinstance(error, MemoryError) or "Failed to allocate memory" in text or "bad_alloc" in text
-
-
 def readImage(path: str | Path, max_bytes: int | None = None) -> sitk.Image:
     """An MRI file as a SimpleITK image; a clear error when the file is missing or unreadable.
 
@@ -641,11 +638,8 @@ def readImage(path: str | Path, max_bytes: int | None = None) -> sitk.Image:
     except InputError:
         raise
     except Exception as error:  # readers raise RuntimeError, EOFError, zlib errors...
-        if _allocation_failed(error):
-            raise InputError(f"Cannot read {path.name}: there is not enough memory for its voxels (this process may "
-                             f"use {available_memory_bytes() / 2**30:.1f} GiB now, {memory_source()}). Crop or "
-                             "downsample it first, free memory, or ask your job scheduler for more "
-                             "(e.g. SLURM --mem).") from error
+        if is_out_of_memory(error):
+            raise InputError(out_of_memory_message(path.name, "read")) from error
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         raise InputError(f"Cannot read {path.name}: it is damaged or not a supported image ({first_line}).") from error
 

@@ -128,6 +128,25 @@ def run_peak_bytes(voxels: int, stored_bytes_per_voxel: int) -> int:
     return int(voxels) * (int(stored_bytes_per_voxel) + RUN_BYTES_PER_VOXEL)
 
 
+# What the libraries say when an allocation fails (ITK, C++, ONNX Runtime, PyTorch on the CPU).
+_OUT_OF_MEMORY_TEXT = ("Failed to allocate memory", "bad_alloc", "DefaultCPUAllocator: can't allocate memory",
+                       "not enough memory")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for an error that means an allocation failed, whatever library raised it: callers
+    turn it into `out_of_memory_message` instead of the library's text (under `ulimit -v`, ITK
+    says "Failed to allocate memory for image", ONNX Runtime "Failed to allocate memory for
+    requested buffer")."""
+    return isinstance(error, MemoryError) or any(text in str(error) for text in _OUT_OF_MEMORY_TEXT)
+
+
+def out_of_memory_message(name: str, doing: str = "segment") -> str:
+    return (f"Not enough memory to {doing} {name}: this process may use {available_memory_bytes() / 2**30:.1f} GiB "
+            f"now ({memory_source()}). Crop or downsample it first (or restrict it with a region of interest), free "
+            "memory, or ask your job scheduler for more (e.g. SLURM --mem).")
+
+
 # ----------------------------------------------------------------------------- limits of this process
 
 
