@@ -97,6 +97,31 @@ def test_two_runs_into_one_folder_at_once(inputs, tmp_path):
     assert sorted(table) == CASES and all(table[c]["status"] == "ok" for c in CASES)
 
 
+@pytest.mark.slow
+def test_a_quota_mid_batch_leaves_complete_files_a_clear_error_and_a_working_rerun(inputs, tmp_path):
+    """`ulimit -f` 2000 bytes: the labelmap (800 bytes) fits, the .seg.nrrd (3 kB) does not.
+    ITK writes it short; it must never appear under its name, and the summary says why."""
+    import resource
+    import signal
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "LUnetSegmentationLib", "segment", str(inputs[0]), "--out", str(out), "--device",
+               "cpu", "--quiet", "--model", PARTS_MODEL, "--labelmap"]
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300, preexec_fn=limited)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "quota" in done.stderr and "Nothing was written" in done.stderr
+    assert not (out / f"{CASES[0]}.seg.nrrd").exists()
+    assert not [name for name in os.listdir(out) if ".partial-" in name]
+    assert _summary(out)[CASES[0]]["status"] == "error"
+    again = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert _summary(out)[CASES[0]]["status"] == "ok"
+
+
 # ----------------------------------------------------------------------------- re-runs
 
 

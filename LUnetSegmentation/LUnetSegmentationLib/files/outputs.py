@@ -45,7 +45,7 @@ _PARTIAL_TAIL = re.compile(r"\.partial-(?:(?P<machine>[0-9a-f]{8})-(?P<pid>[0-9]
 # not changed for this long: one file's write takes seconds.
 STALE_AFTER_SECONDS = 6 * 3600
 # Files whose content write_atomic reads back as an image after writing it.
-_IMAGE_SUFFIXES = (".seg.nrrd", ".nrrd", ".nii.gz", ".nii", ".mha", ".mgz")
+_IMAGE_SUFFIXES = (".seg.nrrd", ".nrrd", ".nii.gz", ".nii", ".mha")
 
 
 class OutputError(InputError):
