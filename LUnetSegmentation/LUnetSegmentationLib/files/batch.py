@@ -491,7 +491,7 @@ def segment_files(inputPaths, outputDir, model=None, device="auto", labelmap=Fal
     plans = _planned_outputs(inputPaths, outputDir, labelmap, dicomSeg)
     series_of = {}  # case -> dicom.series.SeriesInfo, for DICOM folder inputs
     for plan in plans:
-        if plan.input.is_dir():
+        if plan.input.is_dir() and not unusable_name(plan.input):  # GDCM too aborts on such names: refused per case
             series_of[plan.case] = _dicom("series").find_series(plan.input, series)
     if dicomSeg:
         not_dicom = [shown(plan.input) for plan in plans if plan.case not in series_of]
@@ -505,8 +505,8 @@ def segment_files(inputPaths, outputDir, model=None, device="auto", labelmap=Fal
     loaded = pipeline.get_segmenter(model, device)  # once for the whole batch; fails early on bad weights
     card = loaded.segmenter.card
     options = options_text(roi)
-    input_shas = {plan.case: (series_of[plan.case].sha256() if plan.case in series_of else file_sha256(plan.input))
-                  for plan in plans}
+    input_shas = {plan.case: (series_of[plan.case].sha256() if plan.case in series_of
+                              else "" if plan.input.is_dir() else file_sha256(plan.input)) for plan in plans}
     skip = _check_existing(plans, summaryPath, input_shas, card.weights_sha256, options)
     volumeColumns = summary_columns(card)
 
