@@ -446,3 +446,16 @@ def test_the_module_worker_refuses_nan_even_when_handed_the_entry_checks_warning
     with pytest.raises(InputError, match="has 1 NaN or infinite voxel"):
         worker.run_request(request, worker.Emitter(io.StringIO()))
     assert not list((tmp_path / "out").glob("labels*"))
+
+
+def test_a_volume_loaded_with_the_qform_is_refused_where_nibabel_reads_the_sform(tmp_path):
+    """For the Slicer module: its volume node was loaded by ITK (the qform); the file's sform says
+    otherwise, so the node's labels would not overlay the scan in nibabel, FSL or FreeSurfer."""
+    path = _nifti(tmp_path / "moved.nii.gz", RAS, 1, _rotation_z(4) @ RAS, 2)
+    as_slicer_loads_it = _ras_affine(sitk.ReadImage(str(path)))
+    with pytest.raises(InputError, match=r"'T1' was loaded from moved.nii.gz with the file's qform.*copysform2qform"):
+        volumeio.check_loaded_geometry(path, as_slicer_loads_it, "T1")
+    volumeio.check_loaded_geometry(path, _ras_affine(readImage(path)), "T1")  # nibabel's geometry passes
+    same = _nifti(tmp_path / "same.nii.gz", RAS, 1, RAS, 1)
+    volumeio.check_loaded_geometry(same, _ras_affine(sitk.ReadImage(str(same))), "T1")
+    volumeio.check_loaded_geometry(tmp_path / "scan.nrrd", np.eye(4), "T1")  # not NIfTI (or absent): nothing to say

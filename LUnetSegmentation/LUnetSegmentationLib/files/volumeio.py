@@ -564,13 +564,38 @@ def _ijk_to_ras(image: sitk.Image) -> np.ndarray:
     return matrix
 
 
+def _differs(ijk_to_ras: np.ndarray, affine: np.ndarray) -> bool:
+    return bool(np.abs(ijk_to_ras[:3, :3] - affine[:3, :3]).max() > _AFFINE_TOLERANCE
+                or np.abs(ijk_to_ras[:3, 3] - affine[:3, 3]).max() > _ORIGIN_TOLERANCE_MM)
+
+
+def check_loaded_geometry(path: str | Path, ijk_to_ras, name: str) -> None:
+    """Refuse a volume that another program loaded from this NIfTI file with a geometry other
+    than nibabel's (Slicer's reader is ITK's, which may take the qform where nibabel, FSL and
+    FreeSurfer take the sform): its labels would be placed where that program put the voxels,
+    not where the file's own tools do. `ijk_to_ras`: the 4x4 matrix the volume has (a Slicer
+    node's IJKToRAS). Files that are no NIfTI, or whose geometry agrees, pass."""
+    path = Path(path)
+    if not path.is_file() or not path.name.lower().endswith((".nii", ".nii.gz")):
+        return
+    affine = nifti_geometry(path)  # refuses a qform and sform that disagree on sides
+    loaded = np.asarray(ijk_to_ras, dtype=float).reshape(4, 4)
+    if affine is None or not _differs(loaded, affine):
+        return
+    moved = float(np.abs(loaded[:3, 3] - affine[:3, 3]).max())
+    raise InputError(
+        f"{name!r} was loaded from {path.name} with the file's qform, but nibabel, FSL and FreeSurfer place its voxels "
+        f"by its sform (they differ by up to {moved:.1f} mm at the first voxel, and in orientation or spacing): the "
+        "labels would not overlay the scan in those tools. Make the two agree (FSL `fslorient -copysform2qform "
+        f"{path.name}`, or nibabel: img.set_qform(img.get_sform())), load it again, then run."
+    )
+
+
 def _with_nifti_geometry(image: sitk.Image, affine: np.ndarray | None) -> sitk.Image:
     """The image on nibabel's geometry where ITK read another (ITK may prefer the qform)."""
     if affine is None or image.GetDimension() != 3:
         return image
-    ours = _ijk_to_ras(image)
-    if (np.abs(ours[:3, :3] - affine[:3, :3]).max() <= _AFFINE_TOLERANCE
-            and np.abs(ours[:3, 3] - affine[:3, 3]).max() <= _ORIGIN_TOLERANCE_MM):
+    if not _differs(_ijk_to_ras(image), affine):
         return image
     lps = _RAS_FROM_LPS @ affine[:3, :3]
     spacing = np.linalg.norm(lps, axis=0)
