@@ -303,7 +303,7 @@ def model_identity(model=None, suffixes=None) -> dict:
         raise WeightsError(f"The weights file {card.weights_path} does not match its model card's SHA-256: it is "
                            "corrupt or truncated. Reinstall (or restore the file).")
     return {"id": card.model_id, "version": card.version, "sha256": card.weights_sha256,
-            "card": str(card.path), "labels": card.labels}
+            "card": str(card.path), "labels": card.labels, "citation": card.data.get("citation")}
 
 
 def raw_link(bids_dir: Path, out_dir: Path) -> str:
@@ -343,7 +343,10 @@ def dataset_description(bids_dir: Path, model: dict, out_dir: Path | None = None
             "ModelSHA256": model["sha256"],
         }],
         "SourceDatasets": [{"URL": Path(bids_dir).resolve().as_uri()}],
+        "ReferencesAndLinks": [SOURCE_URL, "https://arxiv.org/abs/2512.03834"],
     }
+    if model.get("citation"):
+        description["HowToAcknowledge"] = model["citation"]  # the model card's: software, LUnet paper, training data
     if out_dir is not None:
         # BIDS 1.8+: the sidecars' "Sources": ["bids:raw:sub-01/anat/..."] name the dataset "raw".
         description["DatasetLinks"] = {"raw": raw_link(bids_dir, out_dir)}
