@@ -253,7 +253,7 @@ def test_2d_nifti_is_refused_as_2d(tmp_path, affine):
     """ITK's words for a sagittal 2D NIfTI were a matrix row, "(1 -0)"."""
     path = tmp_path / "slice.nii.gz"
     nibabel.save(nibabel.Nifti1Image(_brainish((64, 64)), affine), str(path))
-    with pytest.raises(InputError, match=r"slice.nii.gz is 2D \(64x64 voxels, one slice\); the model needs a 3D"):
+    with pytest.raises(InputError, match=r"slice.nii.gz is 2D; the model needs a 3D MRI volume \(64x64 voxels: one slice\)"):
         readImage(path)
 
 
@@ -326,6 +326,20 @@ def test_a_035_mm_head_is_budgeted_what_it_peaked_at(tmp_path):
     assert needed / voxels >= 11  # 4.3 GB
     with pytest.raises(InputError, match=r"would need about 4\.\d GiB of memory and 3\.0 GiB is available"):
         volumeio.check_size(path, available=3 << 30)
+
+
+def test_the_model_still_to_load_is_counted(tmp_path, monkeypatch):
+    """The CLI checks the size before torch and the model are loaded (about 360 MiB more)."""
+    path = _header_only_nifti(tmp_path / "small.nii.gz", (100, 100, 100), np.uint8)
+    scan = memory.run_peak_bytes(100**3, 1)
+    monkeypatch.setattr(memory, "resident_bytes", lambda: 100 << 20)
+    assert memory.process_bytes_to_come() == memory.RUN_PROCESS_BYTES - (100 << 20)
+    with pytest.raises(InputError, match="would need about"):
+        volumeio.check_size(path, available=scan + (200 << 20))
+    volumeio.check_size(path, available=scan + (260 << 20))
+    monkeypatch.setattr(memory, "resident_bytes", lambda: 2 << 30)  # a batch: loaded with the first scan
+    assert memory.process_bytes_to_come() == 0
+    volumeio.check_size(path, available=scan)
 
 
 @pytest.mark.slow

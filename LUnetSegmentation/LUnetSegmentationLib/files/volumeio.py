@@ -35,7 +35,8 @@ from ..runtime.checks import (
     check_orthogonal, check_real_valued, complex_voxels_message, float32_safe, shear_degrees, sheared_grid_message,
 )
 from ..runtime.memory import (
-    available_memory_bytes, is_out_of_memory, memory_source, out_of_memory_message, run_peak_bytes,
+    available_memory_bytes, is_out_of_memory, memory_source, out_of_memory_message, process_bytes_to_come,
+    run_peak_bytes,
 )
 from ..runtime.preprocess import InputError, count_nonfinite, nonfinite_message
 from ..runtime.resample import image_from_ijk_to_ras
@@ -323,7 +324,10 @@ def check_size(path: str | Path, max_bytes: int | None = None, available: int | 
     info = read_header(path) if info is None else info
     if info is None:
         return None
-    voxels, needed = info.voxels, run_peak_bytes(info.voxels, info.bytes_per_voxel)
+    voxels = info.voxels
+    # The run's peak (measured), and the model and libraries if they are not loaded yet (the
+    # check runs before them in the CLI and BIDS App); see runtime/memory.py.
+    needed = run_peak_bytes(voxels, info.bytes_per_voxel) + process_bytes_to_come()
     dims = "x".join(str(n) for n in info.shape)
     if voxels > MAX_VOXELS:
         raise InputError(f"{path.name} claims {dims} = {voxels:,} voxels, more than this program reads "
@@ -502,7 +506,7 @@ def _refuse_from_header(path: Path, info: HeaderInfo | None) -> None:
         raise InputError(complex_voxels_message(path.name, _NIFTI_COMPLEX[info.nifti_datatype]))
     if len(info.shape) < 3:
         dims = "x".join(str(n) for n in info.shape)
-        raise InputError(f"{path.name} is 2D ({dims} voxels, one slice); the model needs a 3D MRI volume. Give the "
+        raise InputError(f"{path.name} is 2D; the model needs a 3D MRI volume ({dims} voxels: one slice). Give the "
                          "whole 3D scan (or, for a DICOM series, the folder of the series).")
 
 

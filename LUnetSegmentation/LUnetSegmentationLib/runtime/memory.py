@@ -37,6 +37,9 @@ FALLBACK_BYTES = 8 << 30
 # input and 13.3 for float32: the stored bytes (1 or 4) plus 9.3 for the float32 copies, the
 # resampling and the labels; the intercept (about 350 MiB) is Python, torch and the model.
 RUN_BYTES_PER_VOXEL = 10  # besides the stored bytes per voxel (1 for uint8, 4 for float32)
+# The intercept: what a run's process holds besides the scan (Python, SimpleITK, torch or ONNX
+# Runtime and the model). A check made before the model is loaded counts what is still to come.
+RUN_PROCESS_BYTES = 360 << 20
 _NO_LIMIT = 1 << 60  # cgroup v1 writes "no limit" as 9223372036854771712
 _MACOS_RECLAIMABLE = ("Pages free", "Pages inactive", "Pages speculative", "Pages purgeable")
 
@@ -123,9 +126,25 @@ def _probe(platform: str):
 
 
 def run_peak_bytes(voxels: int, stored_bytes_per_voxel: int) -> int:
-    """Memory one whole-head run of a scan of this many voxels needs at its peak (measured, see
-    RUN_BYTES_PER_VOXEL); the process's own overhead is not included (it is already in use)."""
+    """Memory one whole-head run of a scan of this many voxels needs at its peak, besides the
+    process itself (measured, see RUN_BYTES_PER_VOXEL; `process_bytes_to_come` adds the rest)."""
     return int(voxels) * (int(stored_bytes_per_voxel) + RUN_BYTES_PER_VOXEL)
+
+
+def resident_bytes(statm_path: str = "/proc/self/statm") -> int | None:
+    """Memory this process holds now (Linux); None where that cannot be read."""
+    try:
+        with open(statm_path) as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def process_bytes_to_come() -> int:
+    """What the process will still take for itself during a run (libraries and the model not
+    loaded yet): RUN_PROCESS_BYTES less what it holds now; all of it where that is unknown."""
+    held = resident_bytes()
+    return max(0, RUN_PROCESS_BYTES - (held or 0))
 
 
 # What the libraries say when an allocation fails (ITK, C++, ONNX Runtime, PyTorch on the CPU).
