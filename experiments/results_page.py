@@ -14,8 +14,10 @@ import argparse
 import json
 import math
 import os
+import re
+import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,6 +45,47 @@ ADOPTION_NOTE = (
     "mirroring, one crop costs about 8 network passes. A larger tile helps only when a whole volume is passed "
     "through the network, and the shipped whole-head path segments two hippocampus crops instead."
 )
+
+
+# ----------------------------------------------------------------------------- machine paths
+
+# Absolute paths of the machine that ran a command (the results JSON files record the command
+# as it was typed there): temporary, home and work folders. Other absolute paths (/dev/null,
+# /data/ds in an example) are left alone.
+MACHINE_PATH = re.compile(r"(?<![\w.:/~-])/(?:tmp|var/tmp|work|home|root|scratch|Users|mnt)/[^\s'\"`()<>|;,]*")
+# Folders at the top of a checkout that are not tracked but appear in commands.
+UNTRACKED_TOP = {".venv", ".venv-web", ".gpu", "runs", "build"}
+
+
+def _top_level_names() -> set[str]:
+    """The names at the top of this repository (tracked ones, and the usual untracked ones)."""
+    try:
+        tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+        names = {line.split("/", 1)[0] for line in tracked.splitlines() if line}
+    except (OSError, subprocess.CalledProcessError):
+        names = {path.name for path in REPO.iterdir()}
+    return (names | UNTRACKED_TOP) - {""}
+
+
+def repository_relative(text: str, top_level: set[str] | None = None) -> str:
+    """Machine paths in `text` made portable: a path inside a checkout of this repository becomes
+    relative to its root (/work/main/.venv/bin/python -> .venv/bin/python), the shared data folder
+    beside it becomes ../shared/..., and any other folder of the machine becomes /path/to/... so
+    the page says where a thing was without naming one developer's disk."""
+    top_level = _top_level_names() if top_level is None else top_level
+
+    def portable(match) -> str:
+        parts = PurePosixPath(match.group(0)).parts[1:]
+        for index, part in enumerate(parts):
+            if index and part in top_level:
+                return "/".join(parts[index:])
+        for index, part in enumerate(parts[:-1]):
+            if part == "shared" and parts[index + 1] == "data":
+                return "/".join(("..",) + parts[index:])
+        skip = 2 if parts[0] in ("home", "Users") or parts[:2] == ("var", "tmp") else 1
+        return "/path/to/" + "/".join(parts[skip:]) if len(parts) > skip else "/path/to"
+
+    return MACHINE_PATH.sub(portable, text)
 
 
 # ----------------------------------------------------------------------------- plot
@@ -323,7 +366,8 @@ def write_page(path: Path, findings: dict | None = None, plot: Path | None = Non
     lines += speed_section(RESULTS / "speed_cuda.json", "GPU")
     lines += findings_section(findings, plot) if findings and not findings["meta"].get("smoke") else placeholder_section()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    # The commands come from the results files as typed on the machine that ran them.
+    path.write_text(repository_relative("\n".join(lines)) + "\n")
 
 
 def main(argv=None) -> int:
