@@ -103,6 +103,20 @@ def test_extreme_anisotropy(mrml_scene):
     _refused(mrml_scene.scene, "too coarse or too anisotropic", volume)
 
 
+def test_spacing_in_the_wrong_unit(mrml_scene):
+    """0.001 mm voxels (a header in metres): the model saw a speck and said "volume is constant"."""
+    volume = _volume(mrml_scene.scene, _brainish(), spacing=(0.001, 0.001, 0.001))
+    _refused(mrml_scene.scene, r"finer than any MRI .* metres or micrometres", volume)
+
+
+def test_sheared_node_geometry(mrml_scene):
+    """A node's IJK-to-RAS can be sheared too (a hand-set matrix): the entry check refuses it."""
+    matrix = np.array([[-1.0, 0.3, 0, 0], [0, -1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    volume = add_volume(mrml_scene.scene, _brainish(), matrix, name="T1")
+    assert np.allclose(mrml.ijk_to_ras(volume)[:3, :3], matrix[:3, :3])  # MRML keeps the shear
+    _refused(mrml_scene.scene, "The volume 'T1' has a sheared voxel grid", volume)
+
+
 def test_labelmap_is_not_an_mri(mrml_scene):
     volume = _volume(mrml_scene.scene, np.ones((10, 10, 10), np.uint8), class_name="vtkMRMLLabelMapVolumeNode")
     _refused(mrml_scene.scene, "labelmap", volume)
