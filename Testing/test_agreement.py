@@ -161,7 +161,7 @@ def test_results_page_agreement_table(tmp_path, monkeypatch):
     page = "\n".join(section.wholehead_section())
     figures = result["agreement"]["all"]
     assert f"| all | {figures['n']} | {figures['pearson_r']:.3f} | {figures['slope']:.2f} |" in page
-    assert "| atrophied | 2 |" in page and "--pathologies none atrophy resection" in page
+    assert "| atrophied | 2 |" in page and "| healthy heads (no pathology) | 4 |" in page and "--pathologies none atrophy resection" in page
     assert "| a t1 resection 1mm | left | 5000 (3100) | 1.61 | no | +1.0 % |" in page
     assert "ours median 1500 mm3" in page
     assert "](results/wholehead_agreement_toy-model.png)" in page

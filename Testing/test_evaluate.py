@@ -100,6 +100,7 @@ def test_wholehead_agreement_leaves_resected_sides_out_and_reports_them_apart():
     assert agreement["all"]["n"] == 9  # 4 heads x 2 sides + the intact side of the resected one
     assert agreement["left_out_resected_sides"] == 1 and agreement["refused_cases"] == 1
     assert agreement["by_variant"]["1mm"] == agreement["all"]
+    assert agreement["healthy"]["n"] == 6  # the three heads without pathology
     assert agreement["by_group"]["atrophied"]["n"] == 2 and agreement["by_group"]["real"]["n"] == 2
     assert agreement["by_group"]["resected (other side)"]["n"] == 1
     assert [group_of(r) for r in rows[:3]] == ["real", "synthetic t1", "synthetic t1"]
@@ -108,6 +109,7 @@ def test_wholehead_agreement_leaves_resected_sides_out_and_reports_them_apart():
     first, refused = resection["cases"]
     assert first["resected_side"] == "left" and first["fraction_of_truth_before"] == round(5300 / 1900, 3)
     assert first["other_side_change"] == round(2929 / 2900 - 1, 4)
+    assert first["fraction_of_other_side_truth"] == round(5300 / 2100, 3)
     assert refused["refused"] and "No hippocampus" in refused["error"]
     assert resection["refused"] == 1 and resection["under_25_percent"] == 0
 

@@ -122,6 +122,8 @@ def agreement_table() -> list[str]:
                   f"variants {', '.join(result.get('variants', []))}). Command: `{result.get('command', 'not recorded')}`", "",
                   "| cases | n sides | r | slope | intercept mm3 | ratio +- SD | ICC(A,1) | bias mm3 (95 % limits) |",
                   "|---|---|---|---|---|---|---|---|", _agreement_row("all", agreement["all"])]
+        if "healthy" in agreement:
+            lines.append(_agreement_row("healthy heads (no pathology)", agreement["healthy"]))
         if len(agreement.get("by_variant", {})) > 1:
             lines += [_agreement_row(variant, figures) for variant, figures in agreement["by_variant"].items()]
         lines += [_agreement_row(group, figures) for group, figures in agreement.get("by_group", {}).items()]

@@ -181,6 +181,7 @@ def agreement_summary(rows, variants) -> dict:
     groups = list(dict.fromkeys(group_of(row) for row, _ in observations))
     return {
         "all": figures(observations),
+        "healthy": figures([o for o in observations if o[0].get("pathology", "none") == "none"]),
         "by_variant": {variant: figures([o for o in observations if o[0]["variant"] == variant]) for variant in variants},
         "by_group": {group: figures([o for o in observations if group_of(o[0]) == group]) for group in groups},
         "refused_cases": sum(1 for row in rows if "error" in row),
@@ -207,6 +208,8 @@ def resection_summary(rows) -> dict | None:
         before = row["truth_before_pathology_mm3"][side]
         line.update(refused=False, ours_mm3=row[side]["volume_mm3"], truth_before_mm3=before,
                     fraction_of_truth_before=round(row[side]["volume_mm3"] / before, 3) if before else None,
+                    fraction_of_other_side_truth=(round(row[side]["volume_mm3"] / row[other]["reference_mm3"], 3)
+                                                  if row[other]["reference_mm3"] else None),
                     flagged=bool(row.get("warnings") or row.get("notes")))
         unchanged = intact.get((row["base"], row["variant"]))
         if unchanged and unchanged[other]["volume_mm3"] > 0:
@@ -323,6 +326,7 @@ def report_lines(summary) -> list[str]:
     agreement = summary["agreement"]
     lines.append(f"volume agreement, all variants, sides pooled ({agreement['left_out_resected_sides']} resected sides "
                  f"left out, {agreement['refused_cases']} refused cases): {format_agreement(agreement['all'])}")
+    lines.append(f"  healthy heads only: {format_agreement(agreement['healthy'])}")
     if len(agreement["by_variant"]) > 1:
         lines += [f"  {variant}: {format_agreement(figures)}" for variant, figures in agreement["by_variant"].items()]
     lines += [f"  {group}: {format_agreement(figures)}" for group, figures in agreement["by_group"].items()]
