@@ -16,13 +16,10 @@ The Slicer extension ships runtime/, files/, slicer_adapter/ and apps/cli.py
 """
 from __future__ import annotations
 
-from pathlib import Path
+from .runtime.resources import RESOURCES_DIR  # noqa: F401  (the module's Resources/, for callers)
 
 __version__ = "1.0.0"
 __all__ = ["segment", "segmentFiles"]
-
-# The module's Resources/ (model cards and weights, the MNI template), next to this package.
-RESOURCES_DIR = Path(__file__).resolve().parent.parent / "Resources"
 
 
 def __getattr__(name):

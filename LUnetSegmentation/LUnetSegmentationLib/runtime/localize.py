@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
-from .. import RESOURCES_DIR
+from .resources import RESOURCES_DIR
 from .preprocess import InputError
 
 TEMPLATE_PATH = RESOURCES_DIR / "Templates" / "mni_icbm152_2009a_t1_2mm.nii.gz"

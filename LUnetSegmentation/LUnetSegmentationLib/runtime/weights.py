@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import RESOURCES_DIR
+from .resources import RESOURCES_DIR
 
 MODELS_DIR = RESOURCES_DIR / "Models"
 # The default follows the measurements (README, "Which model"): FreeSurfer-style whole hippocampus,
