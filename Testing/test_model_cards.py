@@ -15,6 +15,15 @@ from LUnetSegmentationLib.runtime.wholebrain import side_label_table
 CARDS = available_models()
 
 
+def test_the_whole_hippocampus_model_writes_freesurfers_values_and_colour():
+    """Issue 25: labelmaps of whole heads overlay FreeSurfer's aseg: 17 left, 53 right, LUT colour (220, 216, 20)."""
+    card = next(c for c in CARDS if c.model_id == "hippocampus-whole-lunet")
+    table = {spec.side: spec for spec in side_label_table(card)}
+    assert (table["left"].value, table["right"].value) == (17, 53)
+    for spec in table.values():
+        assert [round(c * 255) for c in spec.color] == [220, 216, 20]
+
+
 def test_the_default_model_is_shipped_and_listed_first():
     assert CARDS and CARDS[0].model_id == DEFAULT_MODEL
 
@@ -26,7 +35,11 @@ def test_card_contract(card):
     for key in ("protocol", "contrasts", "quality", "onnx"):
         assert key in card.data, f"{card.model_id}: the panel and the pipeline need {key!r}"
     sided = side_label_table(card)
-    assert [spec.value for spec in sided] == list(range(1, 2 * len(structures) + 1))
+    declared = [entry["sides"][side]["value"] for side in ("left", "right") for entry in card.labels if "sides" in entry]
+    if declared:  # the card states each side's value (FreeSurfer's 17/53 for the whole hippocampus)
+        assert [spec.value for spec in sided] == declared and len(set(declared)) == len(declared)
+    else:
+        assert [spec.value for spec in sided] == list(range(1, 2 * len(structures) + 1))
     for spec in sided:
         words = spec.segment_name.lower().split()
         assert words.count("hippocampus") == 1, spec.segment_name

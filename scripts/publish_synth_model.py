@@ -27,6 +27,7 @@ from LUnetSegmentationLib.runtime.preprocess import PreprocessingConfig  # noqa:
 from LUnetSegmentationLib.runtime.weights import sha256sum  # noqa: E402
 
 MODEL_ID = "hippocampus-whole-lunet"
+FREESURFER_HIPPOCAMPUS_COLOUR = [round(220 / 255, 3), round(216 / 255, 3), round(20 / 255, 3)]  # FreeSurferColorLUT 17/53
 ATTRIBUTION = (
     "Trained on synthetic images generated from the SynthSeg authors' 20 whole-brain label maps (Apache-2.0; "
     "Billot et al., 'SynthSeg: Segmentation of brain MRI scans of any contrast and resolution without retraining', "
@@ -75,7 +76,14 @@ def main(argv=None) -> int:
         "contrasts": ["T1", "T2", "FLAIR", "other MRI contrasts (synthetic training)"],
         "structures": ["Hippocampus"],
         "input": "3D scalar MRI of the head, any orientation and contrast, voxels up to 6 mm; resampled to 1 mm internally",
-        "labels": [{"value": 1, "name": "Hippocampus", "color": [0.86, 0.72, 0.16]}],
+        # FreeSurfer's conventions on whole heads (issue 25): aseg values 17/53 and the LUT colour, so
+        # our labelmaps overlay FreeSurfer's; 1 in a crop or ROI, where the side is unknown.
+        "labels": [{"value": 1, "name": "Hippocampus", "color": FREESURFER_HIPPOCAMPUS_COLOUR,
+                    "sides": {"left": {"value": 17, "color": FREESURFER_HIPPOCAMPUS_COLOUR},
+                              "right": {"value": 53, "color": FREESURFER_HIPPOCAMPUS_COLOUR}},
+                    "convention": "FreeSurfer's aseg values (17 Left-Hippocampus, 53 Right-Hippocampus) and "
+                                  "FreeSurferColorLUT colour (220, 216, 20) on whole heads; 1 in a crop or region of "
+                                  "interest, where the side is unknown"}],
         "network": summary["network"],
         "parameters": count_parameters(network),
         "preprocessing": PreprocessingConfig().to_dict(),

@@ -3,9 +3,12 @@
     result = segment_head(segmenter, image)   # segmenter: engine.Segmenter, image: sitk.Image
 
 A crop-sized input (the size of the Decathlon crops the model was trained on) is segmented
-directly, as before. Anything larger is localized (localize.py: affine registration to an MNI
-template), each hippocampus box is cropped and segmented, and the two results are combined on
-the input's grid with side-specific labels:
+directly, as before. Anything larger is localized (localizer.py: a small network over the whole
+scan on a 4 mm grid, any contrast; the affine registration to an MNI template of localize.py
+only where no localizer is installed or the network finds neither hippocampus), each
+hippocampus box is cropped and segmented, and the results are combined on the input's grid
+with side-specific labels. A side the localizer cannot trust (missing, unconfident, cut by the
+field of view) is reported as failed with its reason and the other side goes on:
 
     1 Left hippocampus anterior    2 Left hippocampus posterior
     3 Right hippocampus anterior   4 Right hippocampus posterior
@@ -24,6 +27,7 @@ import SimpleITK as sitk
 
 from .engine import segment_confidence
 from .localize import BOX_MM, Localization, LocalizationError, localize, looks_like_crop
+from .localizer import LearnedLocalization, LocalizerUnavailable, localize_learned
 from .pipeline import SegmentSpec, measure_volumes, specs_from_card
 from .resample import resample_argmax
 
@@ -41,23 +45,31 @@ class HeadSegmentation:
     volumes_mm3: dict[str, float]  # segment name -> volume (mm3) on the input grid
     side_volumes_mm3: dict[str, float]  # "left"/"right" -> whole hippocampus (mm3); empty for a crop
     mode: str  # "whole-head" (localized) or "crop" (segmented directly)
-    localization: Localization | None
+    localization: Localization | LearnedLocalization | None
     seconds: float
     device: str
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds ("localize_s", "network_s")
     confidence: dict[str, dict] = field(default_factory=dict)  # side -> _confidence() figures
+    failed_sides: dict[str, str] = field(default_factory=dict)  # side -> why it was not segmented
 
 
 def side_label_table(card) -> list[SegmentSpec]:
-    """The side-specific labels of a whole head, built from the model card's structures: left
-    keeps the card's value, right adds the number of card labels. A card with anterior and
-    posterior parts gives 1 left anterior, 2 left posterior, 3 right anterior, 4 right posterior;
-    a whole-hippocampus card gives 1 left, 2 right. Segment names come from the structure and
+    """The side-specific labels of a whole head, built from the model card's structures. A
+    label whose card entry has "sides" takes each side's value and colour from there (the
+    whole-hippocampus card: FreeSurfer's 17 and 53 with its LUT colour, so our labelmaps overlay
+    FreeSurfer's). Otherwise left keeps the card's value and right adds the number of card
+    labels, in a lighter tint: the anterior/posterior card gives 1 left anterior, 2 left
+    posterior, 3 right anterior, 4 right posterior. Segment names come from the structure and
     the side ("Left hippocampus anterior", "Left hippocampus"), never from string surgery."""
     table = []
     for offset, side in ((0, "left"), (len(card.labels), "right")):
         for entry in card.labels:
+            declared = entry.get("sides", {}).get(side)
+            if declared is not None:
+                table.append(SegmentSpec(int(declared["value"]), entry["name"],
+                                         tuple(round(float(c), 3) for c in declared["color"]), side))
+                continue
             colour = np.asarray(entry.get("color", (1.0, 1.0, 0.0)), dtype=float)
             if side == "right":
                 colour = colour + (1 - colour) * _TINT
@@ -100,6 +112,18 @@ def _aligned_crop(image: sitk.Image, centre_lps, rotation, box_mm, segmenter) ->
     return true_crop, canonical
 
 
+def centre_intensity_rank(crop: np.ndarray, half_mm: float = 6.0, spacing_mm: float = 1.0) -> float:
+    """Where the median intensity of the crop's central block (the expected hippocampus) ranks
+    among all voxels of the crop, 0..1. A hippocampus is grey matter, in the middle of its
+    surroundings in any contrast; fluid (a resection cavity, a widened temporal horn) is at an
+    extreme: darkest in T1 and FLAIR, brightest in T2. Used to say why a side was not found."""
+    inside = crop[crop != 0] if np.any(crop != 0) else crop.ravel()
+    half = [max(1, int(round(half_mm / spacing_mm)))] * 3
+    centre = [n // 2 for n in crop.shape]
+    block = crop[tuple(slice(max(c - h, 0), c + h) for c, h in zip(centre, half))]
+    return float(np.mean(inside < np.median(block)))
+
+
 def _labels_to_box(labels: np.ndarray, crop: sitk.Image, image: sitk.Image, box) -> np.ndarray:
     """Labels on the aligned crop's grid -> labels on the scan's index box: each label's
     indicator resampled linearly and the arg-max taken, smoother than nearest neighbour."""
@@ -110,6 +134,22 @@ def _labels_to_box(labels: np.ndarray, crop: sitk.Image, image: sitk.Image, box)
     region.SetOrigin(image.TransformIndexToPhysicalPoint([int(a) for a in start]))
     indicators = np.stack([labels == value for value in range(int(labels.max()) + 1)])
     return resample_argmax(indicators, crop, region)
+
+
+def find_hippocampi(image: sitk.Image, box_mm=BOX_MM):
+    """The learned localizer; the template registration where no localizer is installed, or as
+    a second opinion when the network finds neither hippocampus (LocalizationError if both fail)."""
+    try:
+        return localize_learned(image, box_mm)
+    except LocalizerUnavailable:
+        return localize(image, box_mm)
+    except LocalizationError as learned:
+        try:
+            found = localize(image, box_mm)
+        except LocalizationError as registration:
+            raise LocalizationError(f"{learned} The template registration did not find them either: {registration}") from None
+        found.notes.append("The learned localizer found no hippocampus with confidence; the template registration found both.")
+        return found
 
 
 def _scaled(progress, low, high):
@@ -147,7 +187,9 @@ def segment_head(
     if progress is not None:
         progress(0.0)
     cpu_started = time.process_time()
-    found = localize(image, box_mm)
+    found = find_hippocampi(image, box_mm)
+    failed = dict(getattr(found, "failed", {}))
+    sides = [side for side in SIDES if side in found.boxes]
     # Wall and CPU seconds: on a busy machine wall time measures the neighbours too.
     timings = {"localize_s": round(found.seconds, 3), "localize_cpu_s": round(time.process_time() - cpu_started, 3)}
     network_started, network_cpu = time.time(), time.process_time()
@@ -155,7 +197,9 @@ def segment_head(
         raise InterruptedError("Segmentation cancelled")
     if progress is not None:
         progress(0.2)
-    offset = len(card.labels)
+    # (side, the network's class value) -> the value written on the input grid
+    output_value = {(spec.side, int(entry["value"])): spec.value
+                    for spec, entry in zip(side_label_table(card), list(card.labels) * 2)}
     out = np.zeros(image.GetSize()[::-1], dtype=np.uint8)
     notes = list(found.notes)
     device = segmenter.device
@@ -164,17 +208,18 @@ def segment_head(
     side_labels = {}
     if align:
         # Both boxes in template orientation share one shape: one batched network pass.
-        crops = {side: _aligned_crop(image, found.centres_lps[side], found.rotation, box_mm, segmenter) for side in SIDES}
+        crops = {side: _aligned_crop(image, found.centres_lps[side], found.rotation, box_mm, segmenter) for side in sides}
         crop_labels, probabilities, device, crop_notes = segmenter.segment_crops(
-            [crops[side][1] for side in SIDES], progress=_scaled(progress, 0.2, 0.9), cancelled=cancelled
+            [crops[side][1] for side in sides], progress=_scaled(progress, 0.2, 0.9), cancelled=cancelled
         )
         notes += crop_notes
-        for side, labels, probs in zip(SIDES, crop_labels, probabilities):
+        for side, labels, probs in zip(sides, crop_labels, probabilities):
             labels = keep_largest_component(labels)
             confidence[side] = segment_confidence(labels, probs)
+            confidence[side]["centre_intensity_rank"] = round(centre_intensity_rank(sitk.GetArrayViewFromImage(crops[side][0])), 3)
             side_labels[side] = _labels_to_box(labels, crops[side][0], image, found.boxes[side])
     else:
-        for number, side in enumerate(SIDES):
+        for number, side in enumerate(sides):
             start, stop = found.boxes[side]
             # A region-of-interest copy gives the same model grid as index_box=(start, stop) on
             # the whole image, but maps labels back onto the box only: faster for 256^3 inputs.
@@ -183,19 +228,25 @@ def segment_head(
             side_labels[side] = keep_largest_component(sitk.GetArrayFromImage(result.labels))
             device = result.device
             notes += result.notes
-    for side in SIDES:
+    for side in sides:
         labels = side_labels[side]
         start, stop = found.boxes[side]
         if not labels.any():
-            raise LocalizationError(
-                f"No {side} hippocampus was found in the region the localization chose. Check that the volume is an "
-                "MRI of a head, or place a region of interest by hand."
-            )
+            failed[side] = f"no {side} hippocampus was found in the region the localization chose"
+            continue
         region = tuple(slice(a, b) for a, b in zip(start[::-1], stop[::-1]))
         target = out[region]
         write = (labels > 0) & (target == 0)
-        target[write] = labels[write] + (offset if side == "right" else 0)
+        lookup = np.zeros(256, dtype=np.uint8)
+        for (which, value), written in output_value.items():
+            if which == side:
+                lookup[value] = written
+        target[write] = lookup[labels[write]]
         side_volumes[side] = float(np.count_nonzero(labels)) * voxel
+    if not side_volumes:
+        raise LocalizationError(
+            "No hippocampus was found in this volume ({}). Check that the volume is an MRI of a head, or place a "
+            "region of interest around a hippocampus by hand.".format("; ".join(failed.values())))
     if progress is not None:
         progress(1.0)
     timings["network_s"] = round(time.time() - network_started, 3)
@@ -205,5 +256,5 @@ def segment_head(
     table = side_label_table(card)
     return HeadSegmentation(
         labels_image, table, measure_volumes(labels_image, table), side_volumes, "whole-head", found,
-        time.time() - started, device, notes, timings, confidence,
+        time.time() - started, device, notes, timings, confidence, failed,
     )
