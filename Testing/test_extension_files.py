@@ -55,6 +55,7 @@ NOT_IN_EXTENSION = (
     "LUnetSegmentationLib/training/",
     "LUnetSegmentationLib/apps/bids/",
     "LUnetSegmentationLib/apps/web/",
+    "LUnetSegmentationLib/files/dicom/",  # DICOM in/out: an optional extra of the source install (pydicom, highdicom)
 )
 
 
@@ -383,6 +384,10 @@ GUARDED_IMPORTS = {
     ("LUnetSegmentationLib.apps.cli", "LUnetSegmentationLib.apps.bids.app"),
     ("LUnetSegmentationLib.apps.cli", "LUnetSegmentationLib.apps.web"),
     ("LUnetSegmentationLib.apps.cli", "LUnetSegmentationLib.apps.web.app"),
+    # batch._dicom() says "source install" where the DICOM extra is absent
+    ("LUnetSegmentationLib.files.batch", "LUnetSegmentationLib.files.dicom"),
+    ("LUnetSegmentationLib.files.batch", "LUnetSegmentationLib.files.dicom.series"),
+    ("LUnetSegmentationLib.files.batch", "LUnetSegmentationLib.files.dicom.seg"),
 }
 
 
