@@ -146,16 +146,16 @@ def resolution_warnings(image: sitk.Image, card) -> list[str]:
     ]
 
 
-def check_presence(confidence: dict, card, name: str) -> None:
-    """Refuse to report a hippocampus the network is not sure of: a crop or region without one
-    (temporal cortex, cerebellum, a CT) otherwise comes back as a confident-looking volume.
-    Thresholds: the card's "quality"/"presence", for crops and regions ("crop") and for each side
-    of a localized head ("whole_head"): min_volume_mm3 (on the 1 mm model grid),
-    min_mean_probability and optionally max_mean_entropy inside the segment; chosen from
+def presence_failures(confidence: dict, card) -> dict[str, str]:
+    """Where ("crop", "roi", "left", "right") the network is not sure of a hippocampus, and what
+    it found there. Thresholds: the card's "quality"/"presence", for crops and regions ("crop")
+    and for each side of a localized head ("whole_head"): min_volume_mm3 (on the 1 mm model
+    grid), min_mean_probability and optionally max_mean_entropy inside the segment; chosen from
     experiments/presence_check.py and evaluate-wholehead figures."""
     presence = card.data.get("quality", {}).get("presence")
+    failures = {}
     if not presence:
-        return
+        return failures
     for where, figures in confidence.items():
         limits = presence.get("whole_head" if where in ("left", "right") else "crop", presence)
         volume, probability = float(figures.get("voxels", 0)), float(figures.get("mean_probability", 0.0))
@@ -163,20 +163,72 @@ def check_presence(confidence: dict, card, name: str) -> None:
         if (volume >= limits["min_volume_mm3"] and probability >= limits["min_mean_probability"]
                 and entropy <= limits.get("max_mean_entropy", 1.0)):
             continue
-        found = (f"the network found {volume:.0f} mm3 with a mean confidence of {probability:.2f} and entropy "
-                 f"{entropy:.2f}, where a hippocampus gives at least {limits['min_volume_mm3']:g} mm3 and "
-                 f"{limits['min_mean_probability']:.2f}" + (f", entropy at most {limits['max_mean_entropy']:.2f}"
-                                                              if "max_mean_entropy" in limits else ""))
-        if where in ("left", "right"):
-            raise InputError(
-                f"No {where} hippocampus was found with confidence in {name!r} ({found}). Check that the volume is "
-                "an MRI of a head that the model's card says it was trained for, or place a region of interest around "
-                "the hippocampus by hand."
-            )
+        failures[where] = (
+            f"the network found {volume:.0f} mm3 with a mean confidence of {probability:.2f} and entropy "
+            f"{entropy:.2f}, where a hippocampus gives at least {limits['min_volume_mm3']:g} mm3 and "
+            f"{limits['min_mean_probability']:.2f}" + (f", entropy at most {limits['max_mean_entropy']:.2f}"
+                                                         if "max_mean_entropy" in limits else ""))
+    return failures
+
+
+def check_presence(confidence: dict, card, name: str) -> None:
+    """Refuse to report a hippocampus the network is not sure of in a crop or region: one
+    without a hippocampus (temporal cortex, cerebellum, a CT) otherwise comes back as a
+    confident-looking volume. The sides of a whole head go through drop_failed_sides instead."""
+    for where, found in presence_failures(confidence, card).items():
         raise InputError(
             f"No hippocampus was found in {name!r} ({found}). The volume or region does not seem to contain one: "
             "place the region of interest around a hippocampus, or segment the whole-head scan."
         )
+
+
+# Outside this band the centre of a side's crop is at the darkest or brightest extreme of its
+# surroundings, as fluid is (wholebrain.centre_intensity_rank).
+FLUID_RANK_BAND = (0.12, 0.88)
+
+
+def _fluid_hint(out: "LabelResult", side: str) -> str:
+    rank = out.details.get("confidence", {}).get(side, {}).get("centre_intensity_rank")
+    if rank is None or FLUID_RANK_BAND[0] <= rank <= FLUID_RANK_BAND[1]:
+        return ""
+    return (f"; the region looks like fluid, {'darker' if rank < FLUID_RANK_BAND[0] else 'brighter'} than "
+            f"{(1 - rank) if rank < FLUID_RANK_BAND[0] else rank:.0%} of its surroundings: a resection or severe atrophy?")
+
+
+def drop_failed_sides(out: "LabelResult", failures: dict[str, str], name: str) -> None:
+    """Remove the sides of a whole head that failed (localization or presence) from the labels
+    and volumes, with a warning saying why; refuse the scan when no side is left. A side with no
+    hippocampus tissue (a resection cavity, severe atrophy, a field of view that misses it) is
+    then reported as missing, never as a normal-looking volume."""
+    failed = dict(out.details.get("failed_sides", {}))
+    for side, found in failures.items():
+        failed[side] = f"no {side} hippocampus was found with confidence ({found})" + _fluid_hint(out, side)
+    if not failed:
+        return
+    kept = [side for side in out.side_volumes_mm3 if side not in failed]
+    if not kept:
+        side = next(iter(failed))
+        raise InputError(
+            f"No hippocampus was found with confidence in {name!r} ({'; '.join(failed.values())}). Check that the volume "
+            "is an MRI of a head that the model's card says it was trained for, or place a region of interest around "
+            f"the hippocampus by hand." if len(failed) > 1 else
+            f"No {side} hippocampus was found with confidence in {name!r} ({failed[side]}). Check that the volume is an "
+            "MRI of a head that the model's card says it was trained for, or place a region of interest around the "
+            "hippocampus by hand.")
+    array = sitk.GetArrayFromImage(out.labels)
+    for spec in out.specs:
+        if spec.side in failed:
+            array[array == spec.value] = 0
+    labels = sitk.GetImageFromArray(array)
+    labels.CopyInformation(out.labels)
+    out.labels = labels
+    out.volumes_mm3 = measure_volumes(labels, out.specs)
+    for side, reason in failed.items():
+        out.side_volumes_mm3.pop(side, None)
+        out.warnings.append(f"The {side} hippocampus was not segmented: {reason}. Only the "
+                            f"{' and '.join(kept)} side is reported; if the {side} side matters, check the scan there "
+                            "(resection, severe atrophy, field of view) or place a region of interest by hand.")
+    out.details["failed_sides"] = failed
 
 
 def measure_volumes(labels: sitk.Image, specs) -> dict[str, float]:
@@ -228,13 +280,25 @@ def label_image(
                 details["confidence"] = dict(head.confidence)
             if head.localization is not None:
                 details["localization"] = head.localization.summary()
+            if head.failed_sides:
+                details["failed_sides"] = dict(head.failed_sides)
+            if getattr(head.localization, "intracranial_ml", None) is not None:
+                details["intracranial"] = {"volume_ml": round(head.localization.intracranial_ml, 1),
+                                           "cut_by_field_of_view": head.localization.intracranial_cut,
+                                           "method": "learned localizer (summed intracranial probability)"}
             out = LabelResult(head.labels, specs, loaded.segmenter.card, head.device, 0.0, list(head.notes),
                               volumes_mm3=dict(head.volumes_mm3), side_volumes_mm3=dict(head.side_volumes_mm3),
                               details=details)
-    check_presence(out.details.get("confidence", {}), out.card, name)
     out.warnings = warnings + resolution_warnings(image, out.card)
-    for segment, volume in out.volumes_mm3.items():
-        if volume == 0:
+    if out.details.get("mode") == "whole-head":
+        drop_failed_sides(out, {side: found for side, found in presence_failures(out.details.get("confidence", {}), out.card).items()
+                                if side in ("left", "right")}, name)
+    else:
+        check_presence(out.details.get("confidence", {}), out.card, name)
+    failed_sides = out.details.get("failed_sides", {})
+    for spec in out.specs:
+        segment, volume = spec.segment_name, out.volumes_mm3.get(spec.segment_name, 0)
+        if volume == 0 and spec.side not in failed_sides:
             out.notes.append(f"{segment}: no voxels found (is the hippocampus inside the volume or ROI?)")
     out.seconds = time.time() - started
     return out
