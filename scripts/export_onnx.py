@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "LUnetSegmentation"
 from LUnetSegmentationLib.runtime.weights import ModelCard, load_network, sha256sum  # noqa: E402
 
 
-def export(card_path: Path) -> dict:
+def export(card_path: Path, check_shapes=((1, 1, 40, 56, 40), (2, 1, 48, 64, 48), (1, 1, 96, 96, 64))) -> dict:
     card = ModelCard(card_path, json.loads(card_path.read_text()))
     network = load_network(card, "cpu")
     multiple = 2 ** (network.config.levels - 1)
@@ -40,7 +40,7 @@ def export(card_path: Path) -> dict:
 
     session = onnxruntime.InferenceSession(str(partial), providers=["CPUExecutionProvider"])
     worst = 0.0
-    for shape in [(1, 1, 40, 56, 40), (2, 1, 48, 64, 48), (1, 1, 96, 96, 64)]:
+    for shape in check_shapes:
         volume = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         with torch.inference_mode():
             expected = torch.softmax(network(torch.from_numpy(volume)), 1).numpy()
