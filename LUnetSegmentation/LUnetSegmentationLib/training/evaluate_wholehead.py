@@ -108,14 +108,15 @@ def score(result, reference: sitk.Image) -> dict:
 
 
 def _pair_loader(image_path, labels_path, pathology: str, seed: int):
-    """(image, labels) of a real scan, with `pathology` made in its labels and painted into it."""
+    """load() -> (image, labels, truth before the pathology or None) of a real scan, with
+    `pathology` made in its labels and painted into it."""
     def load():
         from ..files.volumeio import readImage
         from .synthetic_heads import apply_pathology, paint_pathology
 
         image, labels = readImage(image_path), readImage(labels_path)
         if pathology == "none":
-            return image, labels
+            return image, labels, None
         before = np.rint(sitk.GetArrayViewFromImage(labels)).astype(np.int32)
         if image.GetSize() != labels.GetSize():
             raise InputError(f"--pathologies {pathology} needs the labels of {image_path} on the scan's own grid "
@@ -124,13 +125,23 @@ def _pair_loader(image_path, labels_path, pathology: str, seed: int):
         after = apply_pathology(before, labels.GetSpacing(), pathology)
         changed = sitk.GetImageFromArray(after.astype(np.int16))
         changed.CopyInformation(labels)
-        return paint_pathology(image, before, after, seed), changed
+        return paint_pathology(image, before, after, seed), changed, _truth_volumes(labels)
+    return load
+
+
+def _synthetic_loader(label_map: Path, contrast: str, pathology: str, seed: int):
+    """load() -> (image, labels, truth before the pathology or None) of a synthetic head."""
+    def load():
+        from .synthetic_heads import synthesize_head
+
+        image, labels = synthesize_head(label_map, contrast, seed, pathology)
+        return image, labels, None if pathology == "none" else _truth_volumes(sitk.ReadImage(str(label_map)))
     return load
 
 
 def _cases(pairs, synthetic, subjects, contrasts, pathologies, seed) -> list:
     """[(name, facts, load)]: `facts` says where a case comes from (source, contrast, pathology),
-    `load()` gives its (image, labels)."""
+    `load()` gives its (image, labels, truth volumes before the pathology or None)."""
     from ..files.volumeio import case_name
 
     cases = []
@@ -140,8 +151,6 @@ def _cases(pairs, synthetic, subjects, contrasts, pathologies, seed) -> list:
             cases.append((name, {"base": case_name(image), "source": "real", "contrast": None, "pathology": pathology},
                           _pair_loader(image, labels, pathology, seed)))
     if synthetic:
-        from .synthetic_heads import synthesize_head
-
         maps = sorted(Path(synthetic).glob("*.nii.gz"))
         if subjects:
             maps = [m for m in maps if any(m.name.startswith(s) for s in subjects)]
@@ -153,8 +162,7 @@ def _cases(pairs, synthetic, subjects, contrasts, pathologies, seed) -> list:
                     base = f"{path.name.split('.')[0]} {contrast}"
                     name = base + ("" if pathology == "none" else f" {pathology}")
                     cases.append((name, {"base": base, "source": "synthetic", "contrast": contrast, "pathology": pathology},
-                                  lambda path=path, contrast=contrast, pathology=pathology:
-                                  synthesize_head(path, contrast, seed, pathology)))
+                                  _synthetic_loader(path, contrast, pathology, seed)))
     return cases
 
 
@@ -246,10 +254,7 @@ def evaluate_wholehead(pairs, model=None, device="cpu", variants=("1mm",), synth
     loaded = LoadedModel(Segmenter(model, device, mirror=passes))
     rows = []
     for name, facts, load in cases:
-        image, reference = load()
-        truth_before = None
-        if facts["pathology"] != "none":  # the hippocampi as they were, for the resection figures
-            truth_before = _truth_volumes(_untouched_reference(facts, pairs, synthetic, name, reference))
+        image, reference, truth_before = load()  # truth_before: the hippocampi as they were, for the resection figures
         for variant in variants:
             row = {"case": name, "variant": variant, **facts}
             if truth_before:
@@ -295,20 +300,6 @@ def _truth_volumes(labels: sitk.Image) -> dict:
     array = sitk.GetArrayViewFromImage(labels)
     voxel = float(np.prod(labels.GetSpacing()))
     return {side: round(float(np.count_nonzero(array == value)) * voxel, 1) for side, value in FREESURFER_HIPPOCAMPUS.items()}
-
-
-def _untouched_reference(facts, pairs, synthetic, name, changed) -> sitk.Image:
-    """The label map a pathology case was made from (the file itself: a pathology changes a copy)."""
-    from ..files.volumeio import case_name, readImage
-
-    if facts["source"] == "real":
-        for image, labels in pairs:
-            if case_name(image) == facts["base"]:
-                return readImage(labels)
-    else:
-        stem = facts["base"].rsplit(" ", 1)[0]
-        return sitk.ReadImage(str(Path(synthetic) / f"{stem}.nii.gz"))
-    raise InputError(f"No label map found for {name}.")  # unreachable: every case comes from one
 
 
 def _line(row) -> str:
