@@ -473,3 +473,43 @@ def test_a_volume_loaded_with_the_qform_is_refused_where_nibabel_reads_the_sform
     same = _nifti(tmp_path / "same.nii.gz", RAS, 1, RAS, 1)
     volumeio.check_loaded_geometry(same, _ras_affine(sitk.ReadImage(str(same))), "T1")
     volumeio.check_loaded_geometry(tmp_path / "scan.nrrd", np.eye(4), "T1")  # not NIfTI (or absent): nothing to say
+
+
+@pytest.mark.parametrize("kind", ["nifti1", "nifti2", "nifti1-big-endian"])
+def test_header_geometry_is_read_as_nibabel_reads_it(tmp_path, kind):
+    """The reader takes the qform and sform from the header bytes (nibabel is optional inside
+    Slicer): the same matrices and axis codes as nibabel, for rotations, flips and qfac -1."""
+    rng = np.random.default_rng(7)
+    for case in range(12):
+        affine = np.eye(4)
+        rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        rotation *= np.sign(np.linalg.det(rotation))  # a rotation, flips added below
+        flip = np.diag([(-1.0) ** (case % 2), 1.0, (-1.0) ** (case // 2 % 2)])
+        affine[:3, :3] = rotation @ flip @ np.diag(rng.uniform(0.5, 2.0, 3))
+        affine[:3, 3] = rng.uniform(-100, 100, 3)
+        make = nibabel.Nifti2Image if kind == "nifti2" else nibabel.Nifti1Image
+        image = make(_brainish((6, 6, 6)), affine)
+        image.set_sform(_rotation_z(3 * case) @ affine, code=2)
+        path = tmp_path / f"{case}.nii"
+        if kind.endswith("big-endian"):
+            header = image.header.as_byteswapped(">")
+            image = nibabel.Nifti1Image(_brainish((6, 6, 6)).astype(">f4"), None, header)
+        nibabel.save(image, str(path))
+        header = nibabel.load(str(path)).header
+        qform, qcode, sform, scode = volumeio._nifti_transforms(path)
+        assert (qcode, scode) == (int(header["qform_code"]), int(header["sform_code"]))
+        assert np.allclose(qform, header.get_qform(), atol=1e-4), case
+        assert np.allclose(sform, header.get_sform(), atol=1e-4), case
+        for matrix in (qform, sform):
+            assert volumeio._axis_codes(matrix) == "".join(nibabel.aff2axcodes(matrix)), case
+
+
+def test_nifti_geometry_needs_no_nibabel(tmp_path, monkeypatch):
+    """Slicer does not bundle nibabel: reading a NIfTI must not import it."""
+    stale = _nifti(tmp_path / "stale.nii.gz", MIRRORED, 1, RAS, 2)
+    moved = _nifti(tmp_path / "moved.nii.gz", RAS, 1, _rotation_z(4) @ RAS, 2)
+    expected = nibabel.load(str(moved)).affine
+    monkeypatch.setitem(sys.modules, "nibabel", None)  # `import nibabel` now raises ImportError
+    with pytest.raises(InputError, match="two orientations that disagree"):
+        readImage(stale)
+    assert np.allclose(_ras_affine(readImage(moved)), expected, atol=1e-4)

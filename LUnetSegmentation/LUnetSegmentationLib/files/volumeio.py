@@ -22,6 +22,7 @@ offset and stored as float32 before anything casts it.
 from __future__ import annotations
 
 import gzip
+import math
 import re
 import struct
 import zlib
@@ -510,24 +511,66 @@ def _refuse_from_header(path: Path, info: HeaderInfo | None) -> None:
                          "whole 3D scan (or, for a DICOM series, the folder of the series).")
 
 
-def _nifti_transforms(path: Path):
-    """(qform, qform code, sform, sform code) of a NIfTI header as nibabel reads them; None when
-    nibabel cannot read the header (ITK's reading then stands)."""
-    import nibabel
+# Where a NIfTI-1 (348-byte) and NIfTI-2 (540-byte) header keep their geometry: (offset, format).
+_NIFTI_GEOMETRY_FIELDS = {
+    348: {"pixdim": (76, "8f"), "codes": (252, "2h"), "quatern": (256, "6f"), "srow": (280, "12f")},
+    540: {"pixdim": (104, "8d"), "codes": (344, "2i"), "quatern": (352, "6d"), "srow": (400, "12d")},
+}
 
-    try:
-        header = nibabel.load(str(path)).header
-        qform, qcode = header.get_qform(coded=True)
-        sform, scode = header.get_sform(coded=True)
-    except Exception:  # a header nibabel refuses: ITK decides, as before
+
+def _quaternion_matrix(b: float, c: float, d: float) -> np.ndarray:
+    """The rotation of a NIfTI qform (a = sqrt(1 - b^2 - c^2 - d^2), as nibabel and ITK take it)."""
+    a = math.sqrt(max(0.0, 1.0 - (b * b + c * c + d * d)))
+    return np.array([
+        [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+        [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
+        [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b],
+    ])
+
+
+def _nifti_transforms(path: Path):
+    """(qform, qform code, sform, sform code) of a NIfTI header, as nibabel's get_qform and
+    get_sform give them, read from the header bytes (nibabel is optional inside Slicer); None for
+    a header that is no NIfTI-1/2 (then ITK's reading stands)."""
+    head, _ = _peek(path, 544)
+    for endian in "<>":
+        if len(head) >= 4 and struct.unpack(endian + "i", head[:4])[0] in _NIFTI_GEOMETRY_FIELDS:
+            break
+    else:
         return None
-    return qform, int(qcode), sform, int(scode)
+    size = struct.unpack(endian + "i", head[:4])[0]
+    if len(head) < size:
+        return None
+    fields = {name: struct.unpack_from(endian + kind, head, offset)
+              for name, (offset, kind) in _NIFTI_GEOMETRY_FIELDS[size].items()}
+    qcode, scode = (int(code) for code in fields["codes"])
+    pixdim = np.asarray(fields["pixdim"], dtype=float)
+    b, c, d, *offset = fields["quatern"]
+    qfac = pixdim[0] if pixdim[0] in (-1.0, 1.0) else 1.0  # 0 (unset) counts as 1, as in ITK and nibabel
+    qform = np.eye(4)
+    qform[:3, :3] = _quaternion_matrix(b, c, d) @ np.diag([pixdim[1], pixdim[2], pixdim[3] * qfac])
+    qform[:3, 3] = offset
+    sform = np.eye(4)
+    sform[:3, :] = np.asarray(fields["srow"], dtype=float).reshape(3, 4)
+    return qform, qcode, sform, scode
 
 
 def _axis_codes(affine: np.ndarray) -> str:
-    import nibabel
-
-    return "".join(str(code) for code in nibabel.orientations.aff2axcodes(affine))
+    """Where each voxel axis points, nearest of R/L, A/P, S/I ("RAS", "LAS", ...), as
+    nibabel.aff2axcodes says it: the matrix made orthonormal, then the voxel axes, the most
+    clearly aligned first, each take the world axis nearest to it among those not yet taken."""
+    axes = np.asarray(affine, dtype=float)[:3, :3]
+    norms = np.linalg.norm(axes, axis=0)
+    axes = axes / np.where(norms == 0, 1.0, norms)
+    left, _, right = np.linalg.svd(axes)
+    rotation = left @ right
+    codes = [""] * 3
+    for column in np.argsort(np.min(-(rotation**2), axis=0), kind="stable"):
+        axis = rotation[:, column]
+        nearest = int(np.argmax(np.abs(axis)))
+        codes[column] = ("RAS" if axis[nearest] > 0 else "LPI")[nearest]
+        rotation[nearest, :] = 0
+    return "".join(codes)
 
 
 def nifti_geometry(path: str | Path) -> np.ndarray | None:
