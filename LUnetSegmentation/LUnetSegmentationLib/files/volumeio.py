@@ -33,7 +33,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..runtime.checks import (
-    check_orthogonal, check_real_valued, complex_voxels_message, float32_safe, shear_degrees, sheared_grid_message,
+    ORTHOGONAL_TOLERANCE, check_orthogonal, check_real_valued, complex_voxels_message, float32_safe, shear_degrees,
+    sheared_grid_message,
 )
 from ..runtime.memory import (
     available_memory_bytes, is_out_of_memory, memory_source, out_of_memory_message, process_bytes_to_come,
@@ -339,10 +340,11 @@ def check_size(path: str | Path, max_bytes: int | None = None, available: int | 
                          "line instead, or start the server with a larger --max-upload-mb.")
     free = available_memory_bytes() if available is None else available
     if needed > free:
+        source = f" ({memory_source()})" if available is None else ""
         raise InputError(f"Reading and segmenting {path.name} ({dims} voxels) would need about {needed / 2**30:.1f} GiB "
-                         f"of memory and {free / 2**30:.1f} GiB is available to this process"
-                         f"{f' ({memory_source()})' if available is None else ''}; it was not read. Crop or downsample it first, free memory, or ask "
-                         "your job scheduler for more (e.g. SLURM --mem).")
+                         f"of memory and {free / 2**30:.1f} GiB is available to this process{source}; it was not "
+                         "read. Crop or downsample it first, free memory, or ask your job scheduler for more "
+                         "(e.g. SLURM --mem).")
     return info
 
 
@@ -598,7 +600,7 @@ def nifti_geometry(path: str | Path) -> np.ndarray | None:
     chosen = np.asarray(chosen, dtype=float)
     lps_axes = _RAS_FROM_LPS @ chosen[:3, :3]
     degrees = shear_degrees(lps_axes.flatten())
-    if np.sin(np.radians(degrees)) > 1e-3 or not np.all(np.linalg.norm(lps_axes, axis=0) > 0):
+    if np.sin(np.radians(degrees)) > ORTHOGONAL_TOLERANCE or not np.all(np.linalg.norm(lps_axes, axis=0) > 0):
         raise InputError(sheared_grid_message(path.name, degrees))
     return chosen
 

@@ -208,7 +208,8 @@ def _cgroup_dirs(root: str, relative: str) -> list[str]:
     return [d for d in dirs if os.path.isdir(d)]
 
 
-def cgroup_available(cgroup_root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgroup") -> tuple[int | None, str]:
+def cgroup_available(cgroup_root: str = "/sys/fs/cgroup",
+                     proc_cgroup: str = "/proc/self/cgroup") -> tuple[int | None, str]:
     """(bytes this process's cgroup still allows, source) or (None, "") without a cgroup limit.
 
     cgroup v2: memory.max minus memory.current; v1: memory.limit_in_bytes minus
