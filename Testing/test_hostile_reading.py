@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import struct
 import subprocess
 import sys
 
@@ -513,3 +514,16 @@ def test_nifti_geometry_needs_no_nibabel(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="two orientations that disagree"):
         readImage(stale)
     assert np.allclose(_ras_affine(readImage(moved)), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("damage", ["zero", "nan"])
+def test_a_damaged_sform_is_named_not_called_sheared(tmp_path, damage):
+    path = _nifti(tmp_path / "damaged.nii", RAS, 1, RAS, 2)
+    raw = bytearray(path.read_bytes())
+    raw[280:328] = (struct.pack("<12f", *([0.0] * 12)) if damage == "zero"
+                    else struct.pack("<f", float("nan")) + bytes(raw[284:328]))
+    path.write_bytes(bytes(raw))
+    problem = "degenerate" if damage == "zero" else "not finite"
+    with pytest.raises(InputError, match=rf"damaged.nii has a damaged header: its sform \(code 2\) is {problem}.*"
+                                         r"fslorient -copyqform2sform damaged.nii"):
+        readImage(path)

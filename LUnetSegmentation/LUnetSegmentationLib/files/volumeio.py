@@ -575,6 +575,16 @@ def _axis_codes(affine: np.ndarray) -> str:
     return "".join(codes)
 
 
+def _degenerate(affine: np.ndarray) -> str | None:
+    """What makes a voxel-to-world matrix unusable, or None."""
+    if not np.all(np.isfinite(affine)):
+        return "not finite"
+    axes = affine[:3, :3]
+    if abs(np.linalg.det(axes)) <= 1e-6 * max(float(np.abs(axes).max()), 1e-12) ** 3:
+        return "degenerate (a voxel axis of length 0, or two along one line)"
+    return None
+
+
 def nifti_geometry(path: str | Path) -> np.ndarray | None:
     """The voxel-to-RAS affine nibabel, FSL and FreeSurfer use for a NIfTI file (the sform when
     its code is set, else the qform), or None when neither is coded. Refuses (InputError) a file
@@ -585,6 +595,14 @@ def nifti_geometry(path: str | Path) -> np.ndarray | None:
     if found is None:
         return None
     qform, qcode, sform, scode = found
+    for matrix, code, which, other in ((sform, scode, "sform", "qform"), (qform, qcode, "qform", "sform")):
+        problem = _degenerate(matrix) if code > 0 else None
+        if problem:
+            raise InputError(
+                f"{path.name} has a damaged header: its {which} (code {code}) is {problem}, so where its voxels lie is "
+                f"unknown. Fix the header (e.g. FSL `fslorient -copy{other}2{which} {path.name}` if its {other} is "
+                "right) or export the volume again."
+            )
     if scode > 0 and qcode > 0 and _axis_codes(qform) != _axis_codes(sform):
         raise InputError(
             f"{path.name} has two orientations that disagree: its qform (code {qcode}) says the voxel axes point "
