@@ -207,7 +207,7 @@ def test_derivative_names_follow_bids(processed, dataset):
     assert made_by["Name"] == "LUnetSegmentation" and made_by["Version"] == __version__
     assert made_by["ModelSHA256"] == find_model().weights_sha256 and re.fullmatch(r"[0-9a-f]{64}", made_by["ModelSHA256"])
 
-    top_level = {"dataset_description.json", "volumes.tsv", "volumes.json", "report.html"}
+    top_level = {"dataset_description.json", "README", ".bidsignore", "volumes.tsv", "volumes.json", "report.html"}
     seen = []
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         relative = path.relative_to(out)
@@ -277,6 +277,14 @@ def test_group_volumes_table(processed, dataset):
         parts = [float(head[spec.segment_name.lower().replace(" ", "_") + "_mm3"]) for spec in table if spec.side == side]
         assert parts and abs(sum(parts) - total) < 1, side
     assert 0.5 < float(head["head_scale"]) < 1.6 and float(head["localization_correlation"]) > 0.25
+    from LUnetSegmentationLib.runtime.measures import asymmetry_index
+
+    assert float(head["asymmetry_index"]) == pytest.approx(asymmetry_index(left, right), abs=2e-3)
+    if head["intracranial_volume_ml"] == "n/a":  # the localizer gave no intracranial volume: none is made up
+        assert head["left_fraction_of_icv"] == head["right_fraction_of_icv"] == "n/a"
+    else:
+        icv = float(head["intracranial_volume_ml"])
+        assert 900 < icv < 2500 and float(head["left_fraction_of_icv"]) == pytest.approx(left / (icv * 1000), rel=1e-2)
     assert 0 < float(head["mean_entropy"]) < 0.5 and 0.5 < float(head["mean_probability"]) <= 1  # network confidence
     broken = by["sub-03/anat/sub-03_T1w.nii.gz"]
     assert broken["status"] == "error" and "constant" in broken["error"] and broken["left_hippocampus_mm3"] == "n/a"
