@@ -527,3 +527,25 @@ def test_a_damaged_sform_is_named_not_called_sheared(tmp_path, damage):
     with pytest.raises(InputError, match=rf"damaged.nii has a damaged header: its sform \(code 2\) is {problem}.*"
                                          r"fslorient -copyqform2sform damaged.nii"):
         readImage(path)
+
+
+@pytest.mark.parametrize("kind, header, meaning", [
+    ("nrrd", b"space directions: (1,0,0) (1,0,0) (0,0,1)\n", "direction matrix is degenerate"),
+    ("nrrd", b"space directions: (1,0,0) (0,0,0) (0,0,1)\n", "a voxel spacing of 0"),
+    ("mha", b"TransformMatrix = 0 0 0 0 0 0 0 0 0\n", "direction matrix is degenerate"),
+    ("mha", b"ElementSpacing = 0 1 1\n", "a voxel spacing of 0"),
+], ids=["nrrd-parallel", "nrrd-zero", "mha-zero-matrix", "mha-zero-spacing"])
+def test_broken_geometry_fields_are_named_not_printed_as_matrices(tmp_path, kind, header, meaning):
+    """ITK's words were a matrix row such as "(0 0 1)" or "Refusing to change direction"."""
+    voxels = _brainish((10, 11, 12)).astype("<f4").tobytes()
+    path = tmp_path / f"broken.{kind}"
+    if kind == "nrrd":
+        path.write_bytes(b"NRRD0004\ntype: float\ndimension: 3\nspace: left-posterior-superior\nsizes: 12 11 10\n"
+                         + header + b"encoding: raw\nendian: little\n\n" + voxels)
+    else:
+        path.write_bytes(b"ObjectType = Image\nNDims = 3\n" + header + b"DimSize = 12 11 10\nElementType = MET_FLOAT\n"
+                         b"ElementDataFile = LOCAL\n" + voxels)
+    with pytest.raises(InputError) as refused:
+        readImage(path)
+    assert f"Cannot read broken.{kind}: it is damaged ({meaning}" in str(refused.value)
+    assert "0x" not in str(refused.value) and "Refusing" not in str(refused.value)

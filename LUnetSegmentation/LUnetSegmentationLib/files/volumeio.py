@@ -696,6 +696,29 @@ def _refuse_after_read(path: Path, image: sitk.Image, info: HeaderInfo | None) -
             raise InputError(nonfinite_message(f"volume {path.name}", bad))
 
 
+# ITK's words for a broken geometry, and what they mean to the user.
+_ITK_GEOMETRY_ERRORS = (
+    ("determinant is 0", "its direction matrix is degenerate: two voxel axes along one line, or an axis of length 0"),
+    ("Zero-valued spacing", "a voxel spacing of 0"),
+    ("space directions", "its NRRD 'space directions' field cannot be parsed"),
+)
+
+
+def _reader_refusal(path: Path, error: BaseException) -> InputError:
+    """The reader's exception as a message: known geometry errors in words, otherwise the
+    reader's own sentence without ITK's file, line and object address."""
+    text = str(error).strip()
+    for clue, meaning in _ITK_GEOMETRY_ERRORS:
+        if clue in text:
+            return _damaged(path, meaning)
+    said = re.search(r"ERROR: \w+\(0x[0-9a-fA-F]+\): ([^\n]+)", text)
+    lines = [line for line in text.splitlines() if line.strip()]
+    detail = lines[-1].strip() if lines else type(error).__name__
+    if said and not said.group(1).rstrip().endswith(":"):  # else the details are on the lines below
+        detail = said.group(1).strip()
+    return InputError(f"Cannot read {path.name}: it is damaged or not a supported image ({detail}).")
+
+
 def readImage(path: str | Path, max_bytes: int | None = None) -> sitk.Image:
     """An MRI file as a SimpleITK image; a clear error when the file is missing or unreadable.
 
@@ -732,8 +755,7 @@ def readImage(path: str | Path, max_bytes: int | None = None) -> sitk.Image:
     except Exception as error:  # readers raise RuntimeError, EOFError, zlib errors...
         if is_out_of_memory(error):
             raise InputError(out_of_memory_message(path.name, "read")) from error
-        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        raise InputError(f"Cannot read {path.name}: it is damaged or not a supported image ({first_line}).") from error
+        raise _reader_refusal(path, error) from error
 
 
 def writeLabelmap(labels: sitk.Image, path: str | Path, note: str | None = None) -> None:
