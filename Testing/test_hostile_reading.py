@@ -530,9 +530,9 @@ def test_a_damaged_sform_is_named_not_called_sheared(tmp_path, damage):
 
 
 @pytest.mark.parametrize("kind, header, meaning", [
-    ("nrrd", b"space directions: (1,0,0) (1,0,0) (0,0,1)\n", "direction matrix is degenerate"),
+    ("nrrd", b"space directions: (1,0,0) (1,0,0) (0,0,1)\n", "its direction matrix is degenerate"),
     ("nrrd", b"space directions: (1,0,0) (0,0,0) (0,0,1)\n", "a voxel spacing of 0"),
-    ("mha", b"TransformMatrix = 0 0 0 0 0 0 0 0 0\n", "direction matrix is degenerate"),
+    ("mha", b"TransformMatrix = 0 0 0 0 0 0 0 0 0\n", "its direction matrix is degenerate"),
     ("mha", b"ElementSpacing = 0 1 1\n", "a voxel spacing of 0"),
 ], ids=["nrrd-parallel", "nrrd-zero", "mha-zero-matrix", "mha-zero-spacing"])
 def test_broken_geometry_fields_are_named_not_printed_as_matrices(tmp_path, kind, header, meaning):
