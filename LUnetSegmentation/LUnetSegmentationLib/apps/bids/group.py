@@ -14,8 +14,9 @@ from pathlib import Path
 
 from ... import __version__
 from ...runtime.preprocess import InputError
-from .app import SCAN_NAME, _write_json, _write_text, find_scans, scan_complete
+from .app import _write_json, _write_text, scan_complete
 from .contrasts import SUFFIX_CONTRAST
+from .layout import SCAN_NAME, find_scans
 
 ICV_NOTE = ("n/a where the localizer gave no intracranial volume (crop or region-of-interest input, or a version "
             "without its intracranial class): never approximated")
