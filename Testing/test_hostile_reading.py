@@ -549,3 +549,25 @@ def test_broken_geometry_fields_are_named_not_printed_as_matrices(tmp_path, kind
         readImage(path)
     assert f"Cannot read broken.{kind}: it is damaged ({meaning}" in str(refused.value)
     assert "0x" not in str(refused.value) and "Refusing" not in str(refused.value)
+
+
+def test_a_volume_under_a_name_the_reader_does_not_know_is_told_to_be_renamed(tmp_path):
+    """ITK picks its reader by the name ("Unable to determine ImageIO reader"); the content says
+    what the file is, so the message can say what to rename it to."""
+    plain = tmp_path / "scan.nii"
+    sitk.WriteImage(sitk.GetImageFromArray(_brainish()), str(plain))
+    for name, content, suffix, kind in (("scan.dat", plain.read_bytes(), ".nii", "NIfTI"),
+                                        ("scan.nii", gzip.compress(plain.read_bytes()), ".nii.gz", "NIfTI")):
+        path = tmp_path / "renamed" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(content)
+        with pytest.raises(InputError, match=rf"{name} holds a {kind} volume .* Rename it to end in {suffix} and"):
+            readImage(path)
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image\n" * 20)
+    with pytest.raises(InputError, match=r"not an image this program reads \(NIfTI .*folder of the series\)"):
+        readImage(text)
+    empty = tmp_path / "empty.nii.gz"
+    empty.touch()
+    with pytest.raises(InputError, match=r"empty.nii.gz: it is empty \(0 bytes\)"):
+        readImage(empty)

@@ -704,10 +704,27 @@ _ITK_GEOMETRY_ERRORS = (
 )
 
 
-def _reader_refusal(path: Path, error: BaseException) -> InputError:
-    """The reader's exception as a message: known geometry errors in words, otherwise the
-    reader's own sentence without ITK's file, line and object address."""
+# The name a file of each format must have for ITK to pick its reader (it goes by the name).
+_SUFFIX_OF_FORMAT = {("nifti", True): ".nii.gz", ("nifti", False): ".nii", ("nrrd", True): ".nrrd",
+                     ("nrrd", False): ".nrrd", ("metaimage", False): ".mha", ("metaimage", True): ".mha",
+                     ("mgh", True): ".mgz", ("mgh", False): ".mgh"}
+READABLE = ("NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd) or FreeSurfer (.mgz, .mgh); "
+            "for DICOM give the folder of the series")
+
+
+def _reader_refusal(path: Path, error: BaseException, info: HeaderInfo | None = None) -> InputError:
+    """The reader's exception as a message: a name that does not match the content, known
+    geometry errors in words, otherwise the reader's own sentence without ITK's file, line and
+    object address."""
     text = str(error).strip()
+    if "Unable to determine ImageIO reader" in text:
+        if info is not None:
+            gzipped = _peek(path, 2)[1] if info.format in ("nifti", "mgh") else info.compressed
+            suffix = _SUFFIX_OF_FORMAT.get((info.format, bool(gzipped)), "")
+            kind = {"nifti": "NIfTI", "nrrd": "NRRD", "metaimage": "MetaImage", "mgh": "FreeSurfer MGH"}[info.format]
+            return InputError(f"{path.name} holds a {kind} volume (by its content) but its name does not end "
+                              f"in {suffix}, which the reader goes by. Rename it to end in {suffix} and run again.")
+        return InputError(f"Cannot read {path.name}: it is not an image this program reads ({READABLE}).")
     for clue, meaning in _ITK_GEOMETRY_ERRORS:
         if clue in text:
             return _damaged(path, meaning)
@@ -736,6 +753,9 @@ def readImage(path: str | Path, max_bytes: int | None = None) -> sitk.Image:
     if not case_name(path):
         raise InputError(f"The file name {path.name!r} has nothing before its extension, so its results would be "
                          f"hidden files without a name. Rename it (e.g. to scan{path.name}) and run again.")
+    if path.stat().st_size == 0:
+        raise InputError(f"Cannot read {path.name}: it is empty (0 bytes). Copy or export it again.")
+    info = None
     try:
         info = read_header(path)
         check_size(path, max_bytes=max_bytes, info=info)
@@ -755,7 +775,7 @@ def readImage(path: str | Path, max_bytes: int | None = None) -> sitk.Image:
     except Exception as error:  # readers raise RuntimeError, EOFError, zlib errors...
         if is_out_of_memory(error):
             raise InputError(out_of_memory_message(path.name, "read")) from error
-        raise _reader_refusal(path, error) from error
+        raise _reader_refusal(path, error, info) from error
 
 
 def writeLabelmap(labels: sitk.Image, path: str | Path, note: str | None = None) -> None:
