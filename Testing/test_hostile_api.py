@@ -140,6 +140,7 @@ def test_segment_files_takes_one_string_as_one_path(tmp_path, hippocampus_dir):
     (123, r"inputPaths must be a file path or a list of file paths, not a int"),
     ([123], r"inputPaths must hold file paths .* it holds a int"),
     ([], r"inputPaths is empty"),
+    (b"scan.nii.gz", r"inputPaths must be a str path \(decode the bytes first\)"),
 ])
 def test_segment_files_refuses_what_is_no_path(tmp_path, given, advice):
     from LUnetSegmentationLib import segmentFiles

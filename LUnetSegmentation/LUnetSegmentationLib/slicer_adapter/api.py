@@ -75,7 +75,9 @@ def _check_model_argument(model) -> None:
 def _input_paths(inputPaths) -> list:
     """segmentFiles' inputs as a list: one path (a string or os.PathLike) is one file, never the
     characters of its name; otherwise an iterable of paths."""
-    if isinstance(inputPaths, (str, bytes, os.PathLike)):
+    if isinstance(inputPaths, bytes):
+        raise TypeError(f"inputPaths must be a str path (decode the bytes first), not bytes ({inputPaths!r:.80}).")
+    if isinstance(inputPaths, (str, os.PathLike)):
         inputPaths = [inputPaths]
     try:
         paths = list(inputPaths)
