@@ -6,9 +6,10 @@ volumes.tsv) reports the same way, from one LabelResult:
     fraction_of_icv(volume_mm3, icv_ml)      a volume as a fraction of the intracranial volume
 
 The intracranial volume is estimated by the localizer network (runtime/localizer.py) and
-stored in LabelResult.details["intracranial"] = {"volume_ml": float, ...}; where that estimate
-is missing (crop or ROI mode, or a model run without the localizer) these return None and
-outputs leave the field empty rather than approximate it.
+stored in LabelResult.details["intracranial"] = {"volume_ml": float, "cut_by_field_of_view": bool,
+...}; where that estimate is missing (crop or ROI mode, a run without the localizer) or partial
+(the field of view cuts the brain) these return None and outputs leave the field empty rather
+than approximate it.
 """
 from __future__ import annotations
 
@@ -24,9 +25,13 @@ def asymmetry_index(left_mm3, right_mm3):
 
 
 def intracranial_volume_ml(details):
-    """The intracranial volume (mL) recorded by the localizer, or None."""
-    value = (details or {}).get("intracranial", {}).get("volume_ml")
-    return None if value is None else float(value)
+    """The intracranial volume (mL) recorded by the localizer, or None; None too when the
+    field of view cuts the intracranial space (the estimate would cover only part of it)."""
+    intracranial = (details or {}).get("intracranial", {})
+    value = intracranial.get("volume_ml")
+    if value is None or intracranial.get("cut_by_field_of_view"):
+        return None
+    return float(value)
 
 
 def fraction_of_icv(volume_mm3, icv_ml):

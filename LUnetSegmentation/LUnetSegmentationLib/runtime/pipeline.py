@@ -195,6 +195,21 @@ def _fluid_hint(out: "LabelResult", side: str) -> str:
             f"{(1 - rank) if rank < FLUID_RANK_BAND[0] else rank:.0%} of its surroundings: a resection or severe atrophy?")
 
 
+def check_one_hippocampus(labels: sitk.Image, name: str, min_share: float = 0.25) -> None:
+    """A crop or region is segmented as one hippocampus of unknown side: a box around both
+    would come back as one "Hippocampus" of twice the volume. Refuse when the labels form two
+    large separate regions (the second holds at least `min_share` of the labelled volume)."""
+    foreground = sitk.Cast(labels > 0, sitk.sitkUInt8)
+    components = sitk.RelabelComponent(sitk.ConnectedComponent(foreground, True), sortByObjectSize=True)
+    sizes = np.bincount(sitk.GetArrayViewFromImage(components).ravel())[1:]
+    if len(sizes) >= 2 and sizes[1] >= min_share * sizes.sum():
+        voxel = float(np.prod(labels.GetSpacing()))
+        raise InputError(
+            f"The region of {name!r} seems to hold both hippocampi (two separate regions of {sizes[0] * voxel:.0f} and "
+            f"{sizes[1] * voxel:.0f} mm3), which would be reported as one. Segment the whole-head scan (both sides are "
+            "found and labelled left and right), or place the region of interest around one hippocampus.")
+
+
 def drop_failed_sides(out: "LabelResult", failures: dict[str, str], name: str) -> None:
     """Remove the sides of a whole head that failed (localization or presence) from the labels
     and volumes, with a warning saying why; refuse the scan when no side is left. A side with no
@@ -258,12 +273,28 @@ def label_image(
     The input is checked here, once, by checks.check_input (every caller comes through this
     function); a caller that already ran that check (the GUI does, before it starts the work)
     passes its warnings as `checked`."""
-    from .checks import check_input
-    from .wholebrain import segment_head
+    from .checks import check_input, float32_safe
+    from .memory import is_out_of_memory, out_of_memory_message
 
     started = time.time()
     warnings = list(checked) if checked is not None else check_input(image, name)
+    # A Slicer node never goes through the file reader's offset: a float64 scan such as
+    # 1e9 + intensity would lose its contrast in the float32 steps below.
+    image = float32_safe(image)
     loaded = loaded or get_segmenter(model, device)
+    try:
+        out = _label(image, loaded, index_box, progress, cancelled)
+    except Exception as error:  # an allocation failure in any library becomes one clear message
+        if is_out_of_memory(error):
+            raise InputError(out_of_memory_message(name)) from error
+        raise
+    return _finish(out, image, warnings, name, started)
+
+
+def _label(image, loaded, index_box, progress, cancelled) -> LabelResult:
+    """The network's labels: of the index box, or of a crop or whole head (segment_head)."""
+    from .wholebrain import segment_head
+
     with loaded.lock:
         if index_box is not None:
             result = loaded.segmenter.segment_image(image, index_box, progress=progress, cancelled=cancelled)
@@ -289,12 +320,18 @@ def label_image(
             out = LabelResult(head.labels, specs, loaded.segmenter.card, head.device, 0.0, list(head.notes),
                               volumes_mm3=dict(head.volumes_mm3), side_volumes_mm3=dict(head.side_volumes_mm3),
                               details=details)
+    return out
+
+
+def _finish(out: LabelResult, image, warnings, name, started) -> LabelResult:
+    """Warnings, the presence check (a whole head's failing sides dropped), notes, time."""
     out.warnings = warnings + resolution_warnings(image, out.card)
     if out.details.get("mode") == "whole-head":
         drop_failed_sides(out, {side: found for side, found in presence_failures(out.details.get("confidence", {}), out.card).items()
                                 if side in ("left", "right")}, name)
     else:
         check_presence(out.details.get("confidence", {}), out.card, name)
+        check_one_hippocampus(out.labels, name)
     failed_sides = out.details.get("failed_sides", {})
     for spec in out.specs:
         segment, volume = spec.segment_name, out.volumes_mm3.get(spec.segment_name, 0)
