@@ -362,6 +362,27 @@ def command_line(args) -> str:
     return " ".join(shlex.quote(str(word)) for word in words)
 
 
+def code_state() -> dict:
+    """The code that measured: git commit and the package's files changed since it (none outside a
+    git checkout). Figures from a working tree in flux say so."""
+    import subprocess
+
+    package = Path(__file__).resolve().parents[1]
+
+    def git(*words):
+        try:
+            done = subprocess.run(["git", "-C", str(package), *words], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return {"commit": None}
+    changed = git("diff", "--name-only", "HEAD", "--", ".") or ""
+    return {"commit": commit, "changed_files": sorted(changed.splitlines())}
+
+
 def run(args) -> int:
     from ..files.outputs import write_atomic
     from .agreement import bland_altman_png
@@ -374,6 +395,7 @@ def run(args) -> int:
                                  synthetic=args.synthetic, subjects=args.subjects, contrasts=args.contrasts,
                                  passes=args.passes, pathologies=args.pathologies)
     summary["command"] = command_line(args)
+    summary["code"] = code_state()
     for line in report_lines(summary):
         print(line)
     if args.out:
