@@ -51,10 +51,11 @@ class LUnetSegmentation(ScriptedLoadableModule):
             "around one hippocampus is segmented directly.<br>"
             "2. Optionally place a region of interest (ROI) box: it overrides the automatic "
             "localization and restricts the work to the box.<br>"
-            "3. Choose the device (auto uses the GPU when PyTorch sees one) and the output "
+            "3. Choose the device (auto uses an NVIDIA GPU when there is one) and the output "
             "segmentation (a new one by default; in an existing one only the segments this module "
             "wrote before are replaced, every other segment is kept).<br>"
-            "4. Click Apply. PyTorch is installed through the PyTorch extension on first use, after asking.<br><br>"
+            "4. Click Apply. On first use the module asks to install what it runs on: ONNX Runtime (a small "
+            "download) on a computer without an NVIDIA GPU, PyTorch (through the PyTorch extension) with one.<br><br>"
             "The result is a research tool, not for clinical use. "
             'See the <a href="{homepage}">documentation</a> for console and batch use.'
         ).format(homepage=HOMEPAGE)
@@ -327,17 +328,17 @@ class LUnetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.statusLabel.setStyleSheet("color: #c0392b;" if error else "")
 
     def onApplyButton(self):
-        # A second click is refused until this one has started or failed: the PyTorch install
+        # A second click is refused until this one has started or failed: the install
         # dialog runs the event loop, and a queued click must not start a second run.
         if self.running:
             return
         self._starting = True
         self._updateApplyButton()
         parameters = self._parameterNode
-        self._setStatus(_("Checking PyTorch..."))
+        self._setStatus(_("Checking the inference engine..."))
         try:
-            if not self.logic.ensureDependencies(askConfirmation=True):
-                self._setStatus(_("PyTorch is needed to segment; it was not installed. Click Apply to be asked again."), error=True)
+            if not self.logic.ensureDependencies(askConfirmation=True, device=parameters.device.value):
+                self._setStatus(_("ONNX Runtime or PyTorch is needed to segment; it was not installed. Click Apply to be asked again."), error=True)
                 return
             self.logic.startSegmentation(
                 parameters.inputVolume,
@@ -542,30 +543,69 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
         return available_models()
 
     @staticmethod
-    def ensureDependencies(askConfirmation=True):
-        """True when a torch that works here is installed; installs it through the PyTorch
-        extension after asking. Raises (with what to do) where none can work.
+    def ensureDependencies(askConfirmation=True, device="auto"):
+        """True when what the run needs is installed; installs it after asking. Raises (with what
+        to do) where nothing can work.
 
-        Whether torch is installed, and its version, come from its package metadata: torch is
-        never imported here, in Slicer's main thread, where importing it freezes the GUI for
-        seconds (the child process imports it). Never pip-installs torch directly: the PyTorch
-        extension picks the build (CUDA or CPU) that matches this computer. A new install asks for
-        >=2.3 (builds for NumPy 2, which Slicer ships from 5.10); an installed 2.1 or 2.2 is
-        accepted under NumPy 1 (Slicer 5.8); Intel Macs get 2.2 under NumPy 1 and a clear refusal
-        under NumPy 2 (see LUnetSegmentationLib.slicer_adapter.dependencies).
+        Without a CUDA GPU (or with the CPU chosen) the network runs with ONNX Runtime, one small
+        wheel, offered instead of PyTorch; with a GPU, PyTorch through the PyTorch extension (which
+        picks the CUDA or CPU build that fits this computer; never pip-installed directly). An
+        installed torch is used in either case.
+
+        What is installed, and which version, comes from package metadata: neither torch nor
+        onnxruntime is imported here, in Slicer's main thread (importing torch freezes the GUI for
+        seconds; the child process imports what it uses). A new PyTorch install asks for >=2.3
+        (builds for NumPy 2, which Slicer ships from 5.10); an installed 2.1 or 2.2 is accepted under
+        NumPy 1 (Slicer 5.8); Intel Macs get 2.2 under NumPy 1 and a clear refusal under NumPy 2
+        (see LUnetSegmentationLib.slicer_adapter.dependencies).
         """
-        from LUnetSegmentationLib.slicer_adapter.dependencies import check_torch_version, installed_version, torch_requirement
+        from LUnetSegmentationLib.slicer_adapter.dependencies import check_torch_version, inference_backend, installed_version
 
-        requirement = torch_requirement()
         version = installed_version("torch")
         if version is not None:
-            check_torch_version(version, requirement)
+            from LUnetSegmentationLib.slicer_adapter.dependencies import torch_requirement
+
+            check_torch_version(version, torch_requirement())
             return True
+        if inference_backend(device) == "onnxruntime":
+            return LUnetSegmentationLogic.ensureOnnxRuntime(askConfirmation)
+        return LUnetSegmentationLogic.ensurePyTorch(askConfirmation)
+
+    @staticmethod
+    def ensureOnnxRuntime(askConfirmation=True):
+        """ONNX Runtime for CPU inference, pip-installed after asking (1.19.2 on Slicer 5.8's Python 3.9)."""
+        from LUnetSegmentationLib.slicer_adapter.dependencies import installed_version, onnxruntime_requirement
+
+        if installed_version("onnxruntime") is not None:
+            return True
+        requirement = onnxruntime_requirement()
+        # As the PyTorch extension's installTorch: no question in testing mode (where Slicer's
+        # confirmOkCancelDisplay answers Cancel), so ctest and the self-test can install it.
+        if askConfirmation and not slicer.app.testingEnabled() and not slicer.util.confirmOkCancelDisplay(
+            _("LUnet Segmentation runs on this computer's CPU with ONNX Runtime ({requirement}, a download of about "
+              "15 MB). Install it now? (PyTorch is needed only to use an NVIDIA GPU.)").format(requirement=requirement),
+            windowTitle=_("LUnet Segmentation"),
+        ):
+            return False
+        slicer.util.pip_install(requirement)
+        import importlib
+
+        importlib.invalidate_caches()
+        if installed_version("onnxruntime") is None:
+            raise RuntimeError(_("ONNX Runtime could not be installed ({requirement}); see the Python console for pip's output.").format(requirement=requirement))
+        return True
+
+    @staticmethod
+    def ensurePyTorch(askConfirmation=True):
+        """PyTorch through the PyTorch extension, after asking."""
+        from LUnetSegmentationLib.slicer_adapter.dependencies import check_torch_version, torch_requirement
+
+        requirement = torch_requirement()
         try:
             import PyTorchUtils
         except ModuleNotFoundError:
             raise RuntimeError(
-                _("LUnet Segmentation needs the PyTorch extension. Install 'PyTorch' from the Extensions Manager, restart Slicer, and try again.")
+                _("LUnet Segmentation needs the PyTorch extension to use a GPU. Install 'PyTorch' from the Extensions Manager, restart Slicer, and try again (or choose the CPU).")
             ) from None
         torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=askConfirmation, torchVersionRequirement=requirement)
         if torch is None:
@@ -597,8 +637,8 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
 
     def segment(self, volumeNode, segmentationNode=None, model=None, device="auto", roiNode=None, progress=None):
         """Blocking segmentation (console, scripts, tests); returns the vtkMRMLSegmentationNode."""
-        if not self.ensureDependencies(askConfirmation=not slicer.app.testingEnabled()):
-            raise RuntimeError(_("PyTorch is not installed; segmentation needs it."))
+        if not self.ensureDependencies(askConfirmation=not slicer.app.testingEnabled(), device=device):
+            raise RuntimeError(_("ONNX Runtime or PyTorch is needed to segment; it was not installed."))
         job = self.prepare(volumeNode, segmentationNode, model, device, roiNode)
         try:
             job.compute(progress=progress)
@@ -621,8 +661,8 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
         register the segmentation converter rules again in Slicer's global factory)."""
         if isinstance(inputPaths, (str, os.PathLike)):
             inputPaths = [inputPaths]  # one path, not the characters of its name
-        if not self.ensureDependencies(askConfirmation=True):
-            raise RuntimeError(_("PyTorch is not installed; segmentation needs it."))
+        if not self.ensureDependencies(askConfirmation=True, device=kwargs.get("device", "auto")):
+            raise RuntimeError(_("ONNX Runtime or PyTorch is needed to segment; it was not installed."))
         if any(str(path).lower().endswith((".mgz", ".mgh")) for path in inputPaths):
             self.ensureOptionalPackage("nibabel", "nibabel", _("Reading FreeSurfer .mgz files"))
         from LUnetSegmentationLib.slicer_adapter.api import segmentFiles
@@ -681,10 +721,10 @@ class LUnetSegmentationTest(ScriptedLoadableModuleTest):
     slicer.testing.runUnitTest) and by "Reload and Test" (runTest: all of them).
 
     Each test sets up what it needs and the scene is cleared before and after it. Tests that run
-    the network need PyTorch: they run where it is installed, or when LUNET_SELFTEST_INFERENCE=1
-    (then it is installed without asking), and skip otherwise, so the build factory (no torch,
-    a multi-GB install) runs the quick tests only, as TotalSegmentator and MONAIAuto3DSeg do.
-    LUNET_SELFTEST_INFERENCE=0 switches the network tests off everywhere.
+    the network need an inference engine (ONNX Runtime or PyTorch): they run where one is
+    installed, or when LUNET_SELFTEST_INFERENCE=1 (then the one this computer needs is installed
+    without asking), and skip otherwise, so the build factory runs the quick tests only, as
+    TotalSegmentator and MONAIAuto3DSeg do. LUNET_SELFTEST_INFERENCE=0 switches them off.
     """
 
     def setUp(self):
@@ -705,21 +745,21 @@ class LUnetSegmentationTest(ScriptedLoadableModuleTest):
             finally:
                 self.tearDown()
 
-    def _requireTorch(self):
-        """Skip (with the reason) unless the network can run; never asks a question."""
+    def _requireInference(self):
+        """Skip (with the reason) unless the network can run on the CPU; never asks a question
+        and never imports torch (only its package metadata is read)."""
         import unittest
+
+        from LUnetSegmentationLib.slicer_adapter.dependencies import installed_version
 
         switch = os.environ.get("LUNET_SELFTEST_INFERENCE", "")
         if switch == "0":
             raise unittest.SkipTest("network tests switched off (LUNET_SELFTEST_INFERENCE=0)")
-        try:
-            import PyTorchUtils
-        except ModuleNotFoundError:
-            raise unittest.SkipTest("the PyTorch extension is not installed") from None
-        if not PyTorchUtils.PyTorchUtilsLogic().torchInstalled() and switch != "1":
-            raise unittest.SkipTest("PyTorch is not installed (set LUNET_SELFTEST_INFERENCE=1 to install it and run)")
-        if not LUnetSegmentationLogic.ensureDependencies(askConfirmation=False):
-            raise unittest.SkipTest("PyTorch could not be installed")
+        installed = installed_version("torch") is not None or installed_version("onnxruntime") is not None
+        if not installed and switch != "1":
+            raise unittest.SkipTest("neither ONNX Runtime nor PyTorch is installed (set LUNET_SELFTEST_INFERENCE=1 to install one and run)")
+        if not LUnetSegmentationLogic.ensureDependencies(askConfirmation=False, device="cpu"):
+            raise unittest.SkipTest("no inference engine could be installed")
 
     def _realHead(self):
         """A real whole-head T1 the presence check accepts: the file named by LUNET_SELFTEST_HEAD,
@@ -795,7 +835,7 @@ class LUnetSegmentationTest(ScriptedLoadableModuleTest):
         logic.shutdown()
 
     def test_CancelChangesNothing(self):
-        self._requireTorch()
+        self._requireInference()
         self.delayDisplay("Cancel kills the child and leaves the scene as it was")
         volumeNode = self._syntheticVolume()
         widget = self._widget(volumeNode)
@@ -808,7 +848,7 @@ class LUnetSegmentationTest(ScriptedLoadableModuleTest):
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"), before)
 
     def test_ReplaceOnlyOwnSegments(self):
-        self._requireTorch()
+        self._requireInference()
         self.delayDisplay("Re-running into an existing segmentation keeps the user's segments")
         volumeNode = self._realHead()
         logic = LUnetSegmentationLogic()
@@ -824,7 +864,7 @@ class LUnetSegmentationTest(ScriptedLoadableModuleTest):
 
     def test_SegmentMRHead(self):
         """Real anatomy: Slicer's MRHead sample (a whole-head T1) gives both hippocampi."""
-        self._requireTorch()
+        self._requireInference()
         self.delayDisplay("Segmenting a whole-head T1 (both hippocampi found automatically)")
         volumeNode = self._realHead()
         logic = LUnetSegmentationLogic()
@@ -842,7 +882,7 @@ class LUnetSegmentationTest(ScriptedLoadableModuleTest):
     def test_SegmentSyntheticVolume(self):
         """Blobs are not anatomy: the console path runs to the end and the presence check answers
         "No hippocampus was found" instead of reporting a volume; nothing is written."""
-        self._requireTorch()
+        self._requireInference()
         from LUnetSegmentationLib.runtime.preprocess import InputError
 
         self.delayDisplay("Segmenting a synthetic volume on the CPU (console path, in process)")
@@ -883,7 +923,7 @@ class LUnetSegmentationTest(ScriptedLoadableModuleTest):
     def test_WidgetRunsInChildProcess(self):
         """The panel's path: a child process, a polling timer, progress, the status line; a second
         Apply while it runs is refused; the second click reuses the loaded worker."""
-        self._requireTorch()
+        self._requireInference()
         self.delayDisplay("Running from the module panel (child process)")
         volumeNode = self._realHead()
         widget = self._widget(volumeNode)
@@ -909,7 +949,7 @@ class LUnetSegmentationTest(ScriptedLoadableModuleTest):
     def test_WidgetReportsNoHippocampus(self):
         """Blobs through the panel: the child's refusal reaches the status line once, nothing is
         written, and the worker stays for the next click."""
-        self._requireTorch()
+        self._requireInference()
         self.delayDisplay("A volume without a hippocampus is refused through the panel")
         widget = self._widget(self._syntheticVolume())
         widget.onApplyButton()

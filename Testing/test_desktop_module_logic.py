@@ -201,3 +201,73 @@ def test_the_child_is_this_slicers_launcher(module, monkeypatch, tmp_path):
     # The fixture replaced the method with this Python; the module's own is what is checked here.
     executable = module.LUnetSegmentationLogic.__dict__.get("_original_pythonSlicerExecutable")
     assert executable() == str(home / "bin" / "PythonSlicer")
+
+
+# --- issue 23 item 4: no PyTorch needed on a CPU
+
+
+@pytest.fixture
+def nothing_installed(monkeypatch, module):
+    """Neither torch nor onnxruntime installed; pip_install and the dialogs recorded."""
+    import types
+
+    import slicer
+
+    from LUnetSegmentationLib.slicer_adapter import dependencies
+
+    installed, calls = {}, []
+    monkeypatch.setattr(dependencies, "installed_version", lambda name: installed.get(name))
+
+    def pip_install(requirement):
+        calls.append(("pip_install", requirement))
+        installed[requirement.split("=")[0]] = requirement.split("==")[-1]
+
+    answer = {"ok": True}
+
+    def confirm(text, **kwargs):
+        calls.append(("confirm", text))
+        return answer["ok"]
+
+    monkeypatch.setattr(slicer, "util", types.SimpleNamespace(pip_install=pip_install, confirmOkCancelDisplay=confirm), raising=False)
+    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(testingEnabled=lambda: False), raising=False)
+
+    class PyTorchUtilsLogic:
+        def installTorch(self, **kwargs):
+            calls.append(("installTorch", kwargs))
+            return None
+
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=PyTorchUtilsLogic))
+    return types.SimpleNamespace(calls=calls, answer=answer, installed=installed, dependencies=dependencies)
+
+
+def test_without_a_gpu_onnx_runtime_is_offered_instead_of_pytorch(module, nothing_installed, monkeypatch):
+    monkeypatch.setattr(nothing_installed.dependencies, "cuda_gpu_present", lambda: False)
+    assert module.LUnetSegmentationLogic.ensureDependencies(askConfirmation=True, device="auto") is True
+    kinds = [kind for kind, _ in nothing_installed.calls]
+    assert kinds == ["confirm", "pip_install"], nothing_installed.calls  # asked first, then installed
+    assert "ONNX Runtime" in nothing_installed.calls[0][1]
+    assert nothing_installed.calls[1][1] == nothing_installed.dependencies.onnxruntime_requirement()
+
+
+def test_declining_onnx_runtime_installs_nothing(module, nothing_installed, monkeypatch):
+    monkeypatch.setattr(nothing_installed.dependencies, "cuda_gpu_present", lambda: False)
+    nothing_installed.answer["ok"] = False
+    assert module.LUnetSegmentationLogic.ensureDependencies(askConfirmation=True) is False
+    assert [kind for kind, _ in nothing_installed.calls] == ["confirm"]
+
+
+def test_with_a_gpu_pytorch_comes_from_the_pytorch_extension(module, nothing_installed, monkeypatch):
+    monkeypatch.setattr(nothing_installed.dependencies, "cuda_gpu_present", lambda: True)
+    assert module.LUnetSegmentationLogic.ensureDependencies(askConfirmation=True) is False  # the stand-in declines
+    assert [kind for kind, _ in nothing_installed.calls] == ["installTorch"]
+    nothing_installed.calls.clear()
+    # The CPU chosen on a GPU machine: the small engine is enough.
+    module.LUnetSegmentationLogic.ensureDependencies(askConfirmation=True, device="cpu")
+    assert [kind for kind, _ in nothing_installed.calls] == ["confirm", "pip_install"]
+
+
+def test_onnx_runtime_release_fits_slicers_python():
+    from LUnetSegmentationLib.slicer_adapter.dependencies import onnxruntime_requirement
+
+    assert onnxruntime_requirement((3, 9)) == "onnxruntime==1.19.2"  # Slicer 5.8: the last release for 3.9
+    assert onnxruntime_requirement((3, 12)).startswith("onnxruntime==")

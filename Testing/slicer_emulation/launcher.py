@@ -24,8 +24,16 @@ def main() -> int:
     major_minor = tuple(int(part) for part in version.lstrip("v").split(".")[:2])
     if major_minor >= (5, 10):
         environment["PYTHONUTF8"] = "1"
+    arguments = sys.argv[1:]
+    if os.environ.get("LUNET_EMULATION_INSTALLED") and arguments[:3] in (["-m", "pip", "install"], ["-m", "light_the_torch", "install"]):
+        # Installs are recorded, not downloaded (slicer_emulation/hiding.py).
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from slicer_emulation.hiding import record_install
+
+        print("Successfully installed " + " ".join(record_install(arguments[3:])))
+        return 0
     real_python = os.environ.get("LUNET_EMULATED_PYTHON_REAL", sys.executable)
-    child = subprocess.Popen([real_python, *sys.argv[1:]], env=environment)
+    child = subprocess.Popen([real_python, *arguments], env=environment)
     try:
         return child.wait()
     except KeyboardInterrupt:

@@ -32,10 +32,18 @@ def check(condition, message):
 
 
 class Session:
-    def __init__(self, tag: str, root: Path, head: Path):
-        from . import application, installation
+    def __init__(self, tag: str, root: Path, head: Path, hide: str = ""):
+        from . import application, hiding, installation
 
-        self.tag, self.root, self.head = tag, Path(root), Path(head)
+        self.tag, self.root, self.head, self.hide = tag, Path(root), Path(head), hide
+        if hide:
+            # Packages "not installed" here and in every Python started from here, until the
+            # module installs them through slicer.util.pip_install (slicer_emulation/hiding.py).
+            os.environ["LUNET_EMULATION_HIDE"] = hide
+            os.environ["LUNET_EMULATION_INSTALLED"] = str(self.root / "installed")
+            site = hiding.write_sitecustomize(self.root / "site")
+            os.environ["PYTHONPATH"] = str(site) + os.pathsep + os.environ.get("PYTHONPATH", "")
+            hiding.install()
         self.home, self.module_folder = installation.make_installation(self.root, tag)
         os.environ.update(installation.session_environment(tag, self.home))
         here = Path(__file__).resolve().parent
@@ -131,6 +139,23 @@ def scenario_module_setup(s: Session):
     return f"module folder {s.module_folder}"
 
 
+def scenario_engine_installed_on_first_use(s: Session):
+    """With PyTorch absent and no CUDA GPU, the first Apply installed ONNX Runtime (asked first;
+    testing mode answers yes), never PyTorch, and the run used it."""
+    if "torch" not in s.hide:
+        return "PyTorch present: nothing to install"
+    installed = s.root / "installed"
+    widget = s.prepare(s.load_head())
+    widget.onApplyButton()
+    s.wait(widget)
+    check(widget.ui.statusLabel.text.startswith("Done"), widget.ui.statusLabel.text)
+    check((installed / "onnxruntime").exists(), "ONNX Runtime was installed through slicer.util.pip_install")
+    check(not (installed / "torch").exists(), "PyTorch was not installed")
+    requirement = (installed / "onnxruntime").read_text(encoding="utf-8")
+    check(requirement.startswith("onnxruntime=="), requirement)
+    return f"installed {requirement}"
+
+
 def scenario_apply_to_completion(s: Session):
     import numpy as np
 
@@ -168,7 +193,8 @@ def scenario_apply_to_completion(s: Session):
         child_mask = mrml.segmentArray(node, segmentation.GetSegmentIdBySegmentName(name), volume)
         console_mask = mrml.segmentArray(console, console.GetSegmentation().GetSegmentIdBySegmentName(name), volume)
         check(np.array_equal(child_mask, console_mask), f"{name}: child and in-process voxels differ")
-    return f"Apply to segments {seconds:.1f} s (child, first click: worker start + model load); {text}"
+    engine = "ONNX Runtime (PyTorch absent)" if "torch" in s.hide else "PyTorch" if "onnxruntime" in s.hide else "ONNX Runtime or PyTorch"
+    return f"[{engine}] Apply to segments {seconds:.1f} s (child, first click: install check, worker start, model load); {text}"
 
 
 def scenario_second_apply_reuses_worker(s: Session):
@@ -276,7 +302,11 @@ def scenario_stray_native_stdout(s: Session):
     # once more right before the result is reported (where a glued line used to be lost).
     noise = s.root / "noise"
     noise.mkdir(exist_ok=True)
-    (noise / "sitecustomize.py").write_text(NATIVE_NOISE, encoding="utf-8")
+    from .hiding import SITECUSTOMIZE
+
+    # Only the first sitecustomize on the path runs: keep the package hiding of this session.
+    hide = SITECUSTOMIZE.format(folder=str(Path(__file__).resolve().parents[1]))
+    (noise / "sitecustomize.py").write_text(hide + NATIVE_NOISE, encoding="utf-8")
     previous = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(noise) + (os.pathsep + previous if previous else "")
     try:
@@ -377,10 +407,11 @@ def main(argv=None) -> int:
     parser.add_argument("--head", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--only", default="")
+    parser.add_argument("--hide", default="", help="packages absent in this Slicer until installed, e.g. torch,onnxruntime")
     args = parser.parse_args(argv)
     wanted = [name for name in args.only.split(",") if name] or list(SCENARIOS)
     results = {}
-    session = Session(args.tag, Path(args.root), Path(args.head))
+    session = Session(args.tag, Path(args.root), Path(args.head), args.hide)
     for name in wanted:
         started = time.time()
         try:

@@ -26,6 +26,13 @@ INTEL_MAC_TORCH_REQUIREMENT = ">=2.2"
 INTEL_MAC_TORCH_MINIMUM = (2, 2)
 
 
+# ONNX Runtime, the CPU backend offered instead of PyTorch where there is no CUDA GPU (one wheel of
+# about 15 MB against PyTorch's hundreds). 1.19.2 is the last release with wheels for Python 3.9
+# (Slicer 5.8); newer Pythons get the release the command line is tested with (requirements.txt).
+ONNXRUNTIME_PYTHON39 = "onnxruntime==1.19.2"
+ONNXRUNTIME_CURRENT = "onnxruntime==1.24.4"
+
+
 class DependencyError(RuntimeError):
     """PyTorch cannot work in this Python; the message says what to do."""
 
@@ -100,3 +107,29 @@ def check_torch_version(torch_version: str, requirement: str, numpy_version: str
             f"PyTorch {torch_version} is too old for LUnet Segmentation ({needed}). Update it in the PyTorch Utils "
             "module (Utilities category), restart Slicer, and try again."
         )
+
+
+def onnxruntime_requirement(python_version: tuple | None = None) -> str:
+    """The pip requirement for ONNX Runtime in this Python (Slicer 5.8: 3.9; 5.10 and 5.12: 3.12)."""
+    import sys
+
+    version = tuple(sys.version_info[:2]) if python_version is None else tuple(python_version)[:2]
+    return ONNXRUNTIME_PYTHON39 if version < (3, 10) else ONNXRUNTIME_CURRENT
+
+
+def cuda_gpu_present() -> bool:
+    """Whether an NVIDIA driver is installed, without importing torch: decides between offering
+    PyTorch (a GPU to use) and ONNX Runtime (CPU only). The runtime's own check, so the panel and
+    the child agree on what "auto" means."""
+    from ..runtime.engine import _cuda_driver_present
+
+    return _cuda_driver_present()
+
+
+def inference_backend(device: str = "auto", gpu: bool | None = None) -> str:
+    """What the run needs installed: "torch" (a GPU asked for or present) or "onnxruntime" (CPU)."""
+    if device in ("cuda", "gpu"):
+        return "torch"
+    if device == "cpu":
+        return "onnxruntime"
+    return "torch" if (cuda_gpu_present() if gpu is None else gpu) else "onnxruntime"
