@@ -23,13 +23,30 @@ import torch
 
 from ..runtime.model import NetworkConfig, build_network, count_parameters
 from .localizer_synth import HeadConfig, HeadGenerator
-from .train import _save, dice_ce_loss
+from torch.nn import functional as F
+
+from .train import _save
 
 # LUnet with a thin full-resolution level: 8 channels at every coarse level (the LUnet rule),
 # 4 at 4 mm, where most of the multiply-adds are: the localizer must run in a fraction of a
 # CPU-second on a 64^3 grid (0.9 instead of 2.2 GMAC).
 NETWORK = {"architecture": "LUnet", "width": 8, "channels": [4, 8, 8, 8, 8], "levels": 5, "convs_per_level": 2,
            "num_classes": 4, "dropout": 0.0}
+
+
+# Each hippocampus fills about 55 of a head's 262,144 voxels at 4 mm: plain cross-entropy
+# barely sees them (the first 100 steps predicted none), so they weigh more in it.
+CLASS_WEIGHTS = (1.0, 1.0, 20.0, 20.0)
+
+
+def localizer_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Class-weighted cross-entropy + soft Dice of the intracranial and the two hippocampus classes."""
+    ce = F.cross_entropy(logits, targets, weight=torch.tensor(CLASS_WEIGHTS, device=logits.device))
+    probabilities = torch.softmax(logits.float(), dim=1)
+    one_hot = F.one_hot(targets, 4).permute(0, 4, 1, 2, 3).float()
+    dims = (0, 2, 3, 4)
+    dice = (2 * (probabilities * one_hot).sum(dims) + 1e-5) / (probabilities.sum(dims) + one_hot.sum(dims) + 1e-5)
+    return ce + (1 - dice[1:].mean())
 
 
 def class_dice(prediction: torch.Tensor, target: torch.Tensor, value: int) -> torch.Tensor:
@@ -125,7 +142,7 @@ def main(argv=None) -> int:
         for group in optimiser.param_groups:
             group["lr"] = lr
         images, targets, _ = train_gen.sample(args.batch_size, generator)
-        loss = dice_ce_loss(network(images), targets, 4)
+        loss = localizer_loss(network(images), targets)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -140,6 +157,7 @@ def main(argv=None) -> int:
     record(loss)
     summary = {
         "network": NETWORK, "parameters": count_parameters(network), "synth": config.to_dict(), "batch_size": args.batch_size,
+        "loss": f"cross-entropy weighted {list(CLASS_WEIGHTS)} + soft Dice of classes 1-3 (steps before 100: unweighted)",
         "learning_rate": args.learning_rate, "seed": args.seed, "device": str(device), "minutes": round(state["seconds"] / 60, 2),
         "steps": state["step"], "samples": state["step"] * args.batch_size,
         "split": {"train_subjects": [s for s in sorted(subjects) if s not in held_out], "validation_subjects": held_out},
