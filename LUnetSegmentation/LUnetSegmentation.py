@@ -621,7 +621,8 @@ class LUnetSegmentationLogic(ScriptedLoadableModuleLogic):
             return True
         except ModuleNotFoundError:
             pass
-        if not slicer.util.confirmOkCancelDisplay(
+        # No question in testing mode, as for the inference engines (Slicer answers Cancel there).
+        if not slicer.app.testingEnabled() and not slicer.util.confirmOkCancelDisplay(
             _("{reason} needs the Python package '{package}', which is not installed. Install it now?").format(reason=reason, package=pipName),
             windowTitle=_("LUnet Segmentation"),
         ):

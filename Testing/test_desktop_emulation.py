@@ -32,7 +32,8 @@ HEAD_FILE = ("colin27", "ch2.nii.gz")  # a real whole head the presence check ac
 # runs PyTorch), or PyTorch absent with ONNX Runtime not installed either: the module must offer
 # ONNX Runtime on this GPU-less machine, install it through slicer.util.pip_install (recorded by
 # the stand-in launcher) and run every scenario on it.
-ENGINES = {"torch-present": "onnxruntime", "torch-absent": "torch,onnxruntime"}
+# nibabel is absent in both, as in Slicer (the README's .mgz example must ask for it).
+ENGINES = {"torch-present": "onnxruntime,nibabel", "torch-absent": "torch,onnxruntime,nibabel"}
 
 
 def run_session(tag: str, root: Path, head: Path, only=(), timeout=1500, extra_env=None, hide="") -> dict:

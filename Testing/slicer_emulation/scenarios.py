@@ -378,23 +378,30 @@ def scenario_readme_console(s: Session):
     volume = s.load_head("MRHead")
     namespace = {"slicer": slicer, "getNode": slicer.util.getNode}
     out = s.root / "console-out"
-    code = (s.module_folder.parent.parent / "readme_console.py")
-    code.write_text(README_CONSOLE.format(out=str(out), head=str(s.head)), encoding="utf-8")
+    files = [str(s.head)]
+    mgz = s.head.parents[1] / "fs_norm" / "norm.mgz"  # FreeSurfer's format: needs nibabel, which Slicer lacks
+    if mgz.exists():
+        files.append(str(mgz))
+    code = s.root / "readme_console.py"
+    code.write_text(README_CONSOLE.format(out=str(out), files=files), encoding="utf-8")
     exec(compile(code.read_text(encoding="utf-8"), str(code), "exec"), namespace)
     check(namespace["segmentation"].GetSegmentation().GetNumberOfSegments() == 2, "segment(volume)")
-    check(all(row["status"] == "ok" for row in namespace["rows"]), f"segmentFiles rows: {namespace['rows']}")
+    check(len(namespace["rows"]) == len(files) and all(row["status"] == "ok" for row in namespace["rows"]),
+          f"segmentFiles rows: {namespace['rows']}")
+    if "nibabel" in s.hide and len(files) > 1:
+        check((s.root / "installed" / "nibabel").exists(), "nibabel was installed for the .mgz file")
     check(volume.GetScene() is not None, "input kept")
-    return ""
+    return f"{len(files)} files"
 
 
 # The console block of the README (issue 23 item 7), with this machine's paths filled in.
 README_CONSOLE = '''
 import LUnetSegmentation
-logic = LUnetSegmentation.LUnetSegmentationLogic()     # asks to install PyTorch the first time
+logic = LUnetSegmentation.LUnetSegmentationLogic()     # the first time: asks to install ONNX Runtime (no GPU) or PyTorch
 volume = slicer.util.getNode("MRHead")                 # any scalar T1 volume
 segmentation = logic.segment(volume)                   # whole head: both hippocampi
 segmentation = logic.segment(volume, segmentation)     # re-run: replaces only the segments it wrote
-rows = logic.segmentFiles([{head!r}], {out!r}, labelmap=True)
+rows = logic.segmentFiles({files!r}, {out!r}, labelmap=True)   # .mgz: asks to install nibabel
 '''
 
 SCENARIOS = {name[len("scenario_"):]: function for name, function in globals().items() if name.startswith("scenario_")}
