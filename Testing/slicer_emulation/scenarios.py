@@ -197,6 +197,30 @@ def scenario_apply_to_completion(s: Session):
     return f"[{engine}] Apply to segments {seconds:.1f} s (child, first click: install check, worker start, model load); {text}"
 
 
+def scenario_quality_warning_on_status_line(s: Session):
+    """A scan with 2.5 mm slices through the anterior/posterior model (validated up to 2 mm): the
+    result comes with the child's warning on the status line, not only on the node."""
+    import SimpleITK as sitk
+
+    path = s.root / "thick_slices.nii.gz"
+    if not path.exists():
+        image = sitk.ReadImage(str(s.head))
+        spacing = (image.GetSpacing()[0], image.GetSpacing()[1], 2.5)
+        size = [int(round(n * old / new)) for n, old, new in zip(image.GetSize(), image.GetSpacing(), spacing)]
+        smooth = sitk.SmoothingRecursiveGaussian(image, [0.01, 0.01, 2.5 / 2.35])
+        sitk.WriteImage(sitk.Resample(smooth, size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(), spacing,
+                                      image.GetDirection()), str(path))
+    widget = s.prepare(s.slicer.util.loadVolume(str(path), {"name": "thick"}))
+    widget._parameterNode.modelId = "hippocampus-lunet"
+    widget.onApplyButton()
+    s.wait(widget)
+    text = widget.ui.statusLabel.text
+    check(text.startswith("Done"), text)
+    check("coarser than this model was validated for" in text, f"the warning is on the status line: {text!r}")
+    check(text.count("Left hippocampus anterior") == 1 and "Left hippocampus " in text, text)
+    return text
+
+
 def scenario_second_apply_reuses_worker(s: Session):
     volume = s.load_head()
     widget = s.prepare(volume)
