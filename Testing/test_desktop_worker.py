@@ -272,3 +272,14 @@ def test_removing_the_input_mid_run_stops_the_child_and_its_files(mrml_scene, tm
         assert not run.folder.exists(), "the run's temporary files go with it"
     finally:
         runner.shutdown()
+
+
+def test_on_windows_a_path_without_a_short_name_is_refused_clearly(monkeypatch):
+    # 8.3 names can be switched off per drive: then the child could not open the file, and the
+    # user would get ITK's "could not open" much later.
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(childprocess, "_windows_short_path", lambda path: path)
+    with pytest.raises(childprocess.ChildError, match="no short \\(8.3\\) name.*ASCII only"):
+        worker_command("C:\\Slicer\\bin\\PythonSlicer.exe", "D:\\Erweiterungen für Slicer\\LUnetSegmentation")
+    with pytest.raises(childprocess.ChildError, match="TEMP and TMP"):
+        childprocess.require_child_path("C:\\Users\\Jürgen\\AppData\\Local\\Temp\\LUnetSegmentation-x", "temporary folder")

@@ -78,11 +78,26 @@ def child_path(path) -> str:
     return _windows_short_path(path)
 
 
+def require_child_path(path, what: str) -> str:
+    """child_path(path), refused with what to do when Windows has no ASCII form for it (8.3 names
+    switched off on that drive): the child could not open it, and would fail later and obscurely."""
+    converted = child_path(path)
+    if is_windows() and not converted.isascii():
+        raise ChildError(
+            f"The {what} ({path}) has non-ASCII characters and Windows gives it no short (8.3) name, so Slicer's "
+            "Python cannot open files there. "
+            + ("Set the TEMP and TMP environment variables to a folder with an ASCII path (e.g. C:\\Temp) and restart Slicer."
+               if what == "temporary folder" else
+               "Install the extension (or add the module) under a folder whose path is ASCII only.")
+        )
+    return converted
+
+
 def worker_command(python: str, lib_parent: Path = LIB_PARENT) -> list[str]:
     """The command line that starts a persistent worker with `python` (PythonSlicer in Slicer).
     The package folder goes through `child_path`, so the files the child finds from its own
     location (model cards, the template) have ASCII paths on Windows too."""
-    return [str(python), "-c", BOOTSTRAP, child_path(lib_parent)]
+    return [str(python), "-c", BOOTSTRAP, require_child_path(lib_parent, "module folder")]
 
 
 def process_options() -> dict:
@@ -382,6 +397,11 @@ class Runner:
         folder = self._temporary_folder() / run_id
         folder.mkdir(parents=True)
         (folder / "output").mkdir()
+        try:
+            child_folder = require_child_path(folder, "temporary folder")  # before any work
+        except ChildError:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         inputPath = folder / "input.nrrd"
         # Slicer's main process (SlicerApp-real) has the UTF-8 code-page manifest, so it writes any
         # path; the child, which lacks it, is given child_path()s.
@@ -389,8 +409,8 @@ class Runner:
         worker = self._ensure_worker()
         request = {
             "id": run_id,
-            "input": child_path(inputPath),
-            "output_dir": child_path(folder / "output"),
+            "input": os.path.join(child_folder, "input.nrrd"),
+            "output_dir": os.path.join(child_folder, "output"),
             "model": None if model is None else str(model),
             "device": device,
             "index_box": None if indexBox is None else [list(map(int, indexBox[0])), list(map(int, indexBox[1]))],
