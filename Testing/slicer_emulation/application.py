@@ -53,57 +53,72 @@ class ScriptedModule:
 
     def widgetRepresentation(self):
         if self._widgetRepresentation is None:
-            self._widgetRepresentation = ScriptedModuleWidgetRepresentation(self)
+            self._widgetRepresentation = make_widget_representation(self)
         return self._widgetRepresentation
 
     def createNewWidgetRepresentation(self):
-        return ScriptedModuleWidgetRepresentation(self)
+        return make_widget_representation(self)
 
     def logic(self):
         return None  # scripted modules: slicer.util.getModuleLogic reads the widget's .logic
 
 
+_REPRESENTATION_CLASS = []
+
+
 def _widget_representation_class():
+    """qSlicerScriptedLoadableModuleWidget: a qMRMLWidget with a vertical layout that owns the
+    module's Python widget (`self()`), set up once, entered and exited by the module selector, and
+    rebuilt by `reload()` (what slicer.util.reloadScriptedModule calls)."""
+    if _REPRESENTATION_CLASS:
+        return _REPRESENTATION_CLASS[0]
     from .mrml_widgets import qMRMLWidget
 
     class qSlicerScriptedLoadableModuleWidget(qMRMLWidget):
-        pass
+        def setUp(self, module):
+            self._module, self.isEntered = module, False
+            self._build()
 
+        def _build(self):
+            import slicer
+
+            python_module = sys.modules[self._module.name]
+            self._self = getattr(python_module, self._module.name + "Widget")(self)
+            self._self.setup()
+            self.setMRMLScene(slicer.mrmlScene)
+            setattr(slicer.modules, self._module.name + "Widget", self._self)
+
+        def self(self):
+            return self._self
+
+        def enter(self):
+            self.show()  # the module panel on screen (offscreen platform)
+            self.isEntered = True
+            if hasattr(self._self, "enter"):
+                self._self.enter()
+
+        def exit(self):
+            if hasattr(self._self, "exit"):
+                self._self.exit()
+            self.isEntered = False
+            self.hide()
+
+        def reload(self):
+            self._build()
+            if self.isEntered and hasattr(self._self, "enter"):
+                self._self.enter()
+
+    _REPRESENTATION_CLASS.append(qSlicerScriptedLoadableModuleWidget)
     return qSlicerScriptedLoadableModuleWidget
 
 
-class ScriptedModuleWidgetRepresentation:
-    """qSlicerScriptedLoadableModuleWidget: a qMRMLWidget with a vertical layout that owns the
-    module's Python widget (`self()`), set up once, entered and exited by the module selector."""
+def make_widget_representation(module: ScriptedModule):
+    from PySide6 import QtWidgets
 
-    def __init__(self, module: ScriptedModule):
-        import slicer
-        from PySide6 import QtWidgets
-
-        self.module = module
-        self.widget = _widget_representation_class()()
-        self.widget.setLayout(QtWidgets.QVBoxLayout())
-        self.widget.isEntered = False
-        python_module = sys.modules[module.name]
-        self._self = getattr(python_module, module.name + "Widget")(self.widget)
-        self._self.setup()
-        self.widget.setMRMLScene(slicer.mrmlScene)
-        setattr(slicer.modules, module.name + "Widget", self._self)
-
-    def self(self):
-        return self._self
-
-    def enter(self):
-        self.widget.show()  # the module panel on screen (offscreen platform)
-        self.widget.isEntered = True
-        if hasattr(self._self, "enter"):
-            self._self.enter()
-
-    def exit(self):
-        if hasattr(self._self, "exit"):
-            self._self.exit()
-        self.widget.isEntered = False
-        self.widget.hide()
+    widget = _widget_representation_class()()
+    widget.setLayout(QtWidgets.QVBoxLayout())
+    widget.setUp(module)
+    return widget
 
 
 class ModuleSelector:
@@ -226,6 +241,8 @@ def _install_application_api(app, tag: str, slicer_home: Path, testing: bool):
     app.moduleManager = lambda: manager
     app.layoutManager = lambda: None
     app.userSettings = app.settings = lambda: QtCore.QSettings()
+    if not QtCore.QSettings().contains("Developer/SelfTestDisplayMessageDelay"):
+        QtCore.QSettings().setValue("Developer/SelfTestDisplayMessageDelay", 0)  # Slicer's settings default
     app.coreIOManager = lambda: CoreIOManager(app)
     app.startupEnvironment = lambda: dict(os.environ)
     app.moduleDocumentationUrl = lambda name: f"{app.documentationBaseUrl}/user_guide/modules/{name.lower()}.html"

@@ -128,7 +128,7 @@ def gone(pid: int, timeout: float = 10) -> bool:
 
 def scenario_module_setup(s: Session):
     widget = s.widget()
-    check(s.slicer.modules.lunetsegmentation.widgetRepresentation().widget.isEntered, "the module is entered")
+    check(s.slicer.modules.lunetsegmentation.widgetRepresentation().isEntered, "the module is entered")
     check(widget.ui.modelComboBox.count >= 2, "both shipped models are listed")
     check(not widget.ui.applyButton.enabled, "Apply is disabled without an input volume")
     volume = s.load_head()
@@ -416,6 +416,45 @@ def scenario_readme_console(s: Session):
         check((s.root / "installed" / "nibabel").exists(), "nibabel was installed for the .mgz file")
     check(volume.GetScene() is not None, "input kept")
     return f"{len(files)} files"
+
+
+def scenario_reload_and_test(s: Session):
+    """The developer's "Reload and Test": the module file and its core are reloaded, a new panel
+    is built, and the self-test runs (slicer.util.tryWithErrorDisplay reports a failure as an
+    error message, which is what is checked here)."""
+    import logging
+
+    os.environ["LUNET_SELFTEST_HEAD"] = str(s.head)
+    widget = s.widget()
+    core = sys.modules["LUnetSegmentationLib"]
+    messages = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    handler = Collect(level=logging.ERROR)
+    logging.getLogger().addHandler(handler)
+    try:
+        widget.onReloadAndTest()
+    finally:
+        logging.getLogger().removeHandler(handler)
+    failures = [m for m in messages if "Reload and Test failed" in m]
+    check(not failures, "\n".join(failures)[-3000:])
+    check(s.widget() is not widget, "a new panel was built")
+    check(sys.modules["LUnetSegmentationLib"] is not core, "the core was reloaded too")
+    return ""
+
+
+def scenario_application_exit_mid_run(s: Session):
+    """Slicer closing while a run goes: every module's widget gets cleanup() (moduleAboutToBeUnloaded),
+    and no process is left behind. Runs last: the panels are gone afterwards."""
+    widget = s.prepare(s.load_head())
+    widget.onApplyButton()
+    launcher, child = s.child_pids(widget)
+    s.application.unload_modules(s.app)
+    check(gone(launcher) and gone(child), "launcher and its Python are gone when Slicer closes")
+    return ""
 
 
 # The console block of the README (issue 23 item 7), with this machine's paths filled in.
