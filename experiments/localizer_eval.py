@@ -46,12 +46,14 @@ VARIANTS = {
                                                 large_lesion_probability=0.5)}, {}),
     "field-of-view": ({"field_of_view_probability": 1.0}, {}),
 }
-QUIET = {"field_of_view_probability": 0.0}  # other variants keep the whole head in view
+# Other variants keep the whole head in view; the truth is the hippocampus itself, not the
+# dilated region the network was trained to mark.
+QUIET = {"field_of_view_probability": 0.0, "hippocampus_dilation": 0}
 
 
 def _generator(heads, values, variant):
     head_overrides, contrast_overrides = VARIANTS[variant]
-    config = HeadConfig(**{**QUIET, **head_overrides})
+    config = HeadConfig(**{**QUIET, **head_overrides, "hippocampus_dilation": 0})
     generator = HeadGenerator(heads, values, config)
     for key, value in contrast_overrides.items():
         setattr(generator.config, key, value)

@@ -51,27 +51,14 @@ class LocalizerUnavailable(RuntimeError):
 
 def normalise(array: np.ndarray, inside: np.ndarray) -> np.ndarray:
     """Scale voxels inside the field of view to 0..1 by their 0.5th and 99.5th percentiles;
-    outside stays 0. Training applies the same scaling (normalise_tensor)."""
+    outside stays 0. Training applies the same scaling (training/localizer_synth.normalise_tensor;
+    Testing/test_localizer.py checks that the two agree)."""
     values = array[inside]
     if values.size == 0:
         return np.zeros_like(array, dtype=np.float32)
     low, high = np.percentile(values, [0.5, 99.5])
     scaled = np.clip((array - low) / max(float(high - low), 1e-6), 0.0, 1.0)
     return np.where(inside, scaled, 0.0).astype(np.float32)
-
-
-def normalise_tensor(images, inside):
-    """normalise() for a torch batch (B, 1, z, y, x) with a float mask of the field of view."""
-    out = images.clone()
-    for b in range(images.shape[0]):
-        mask = inside[b] > 0
-        values = images[b][mask]
-        if values.numel() == 0:
-            out[b] = 0
-            continue
-        low, high = (float(q) for q in values.float().quantile(values.new_tensor([0.005, 0.995])))
-        out[b] = ((images[b] - low) / max(high - low, 1e-6)).clamp(0, 1) * mask
-    return out
 
 
 @dataclass

@@ -54,7 +54,7 @@ def class_dice(prediction: torch.Tensor, target: torch.Tensor, value: int) -> to
     a, b = prediction == value, target == value
     dims = tuple(range(1, a.ndim))
     total = a.sum(dims) + b.sum(dims)
-    return torch.where(total > 0, 2 * (a & b).sum(dims).float() / total.clamp_min(1), torch.ones(a.shape[0]))
+    return torch.where(total > 0, 2 * (a & b).sum(dims).float() / total.clamp_min(1), torch.ones(a.shape[0], device=a.device))
 
 
 def main(argv=None) -> int:
