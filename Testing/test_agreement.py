@@ -88,6 +88,9 @@ def test_undefined_figures_are_none_not_numbers():
     assert volume_agreement([], [])["n"] == 0
     one = volume_agreement([3000], [3100])
     assert one["bias"] == -100 and one["pearson_r"] is None and one["limits_of_agreement"] is None
+    two = volume_agreement([3000, 3500], [3100, 3300])  # any two points lie on a line
+    assert two["slope"] is None and two["intercept"] is None and two["pearson_r"] is None
+    assert two["bias"] == 50 and two["icc_a1"] is not None
     flat = volume_agreement([3000, 3200, 3100], [3000, 3000, 3000])  # no spread in the reference
     assert flat["slope"] is None and flat["pearson_r"] is None
     assert volume_agreement([3000, 3000], [3000, 3000])["icc_a1"] is None
@@ -163,5 +166,5 @@ def test_results_page_agreement_table(tmp_path, monkeypatch):
     assert f"| all | {figures['n']} | {figures['pearson_r']:.3f} | {figures['slope']:.2f} |" in page
     assert "| atrophied | 2 |" in page and "| healthy heads (no pathology) | 4 |" in page and "--pathologies none atrophy resection" in page
     assert "| a t1 resection 1mm | left | 5000 (3100) | 1.61 | no | +1.0 % |" in page
-    assert "ours median 1500 mm3" in page
+    assert "(truth 600 mm3, 1 heads): ours median 1500 mm3" in page
     assert "](results/wholehead_agreement_toy-model.png)" in page

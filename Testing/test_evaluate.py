@@ -111,7 +111,22 @@ def test_wholehead_agreement_leaves_resected_sides_out_and_reports_them_apart():
     assert first["other_side_change"] == round(2929 / 2900 - 1, 4)
     assert first["fraction_of_other_side_truth"] == round(5300 / 2100, 3)
     assert refused["refused"] and "No hippocampus" in refused["error"]
+    assert not first["flagged"]  # no warning about the left side
     assert resection["refused"] == 1 and resection["under_25_percent"] == 0
+
+
+def test_wholehead_resection_is_flagged_only_by_a_warning_about_that_side():
+    from LUnetSegmentationLib.training.evaluate_wholehead import resection_summary
+
+    intact = _row("h", "none", (3000, 3100), (3400, 3300))
+    resected = _row("h", "resection", (0, 0), (3400, 3300), before={"left": 3100, "right": 3300})
+    resected["warnings"] = ["No left hippocampus was found: the region looks like fluid."]
+    resected["notes"] = ["The fast localization failed its checks; the thorough registration found the hippocampi."]
+    other = _row("h", "resection", (2500, 0), (3400, 3300), before={"left": 3100, "right": 3300})
+    other["warnings"] = ["The right hippocampus was not segmented."]
+    first, second = resection_summary([intact, resected, other])["cases"]
+    assert first["flagged"] and first["fraction_of_truth_before"] == 0
+    assert not second["flagged"] and second["warnings"] == other["warnings"]
 
 
 def test_wholehead_agreement_pools_every_variant_and_splits_them():

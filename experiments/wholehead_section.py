@@ -69,7 +69,8 @@ def _atrophy_line(rows) -> list[str]:
         return []
     ours = sorted(v for v, _ in pairs)
     truth = sorted(t for _, t in pairs)
-    return [f"Atrophied left hippocampi (truth {truth[0]:.0f}-{truth[-1]:.0f} mm3, {len(pairs)} heads): ours median "
+    truth_text = f"{truth[0]:.0f}" if truth[0] == truth[-1] else f"{truth[0]:.0f}-{truth[-1]:.0f}"
+    return [f"Atrophied left hippocampi (truth {truth_text} mm3, {len(pairs)} heads): ours median "
             f"{ours[len(ours) // 2]:.0f} mm3 (range {ours[0]:.0f}-{ours[-1]:.0f}).", ""]
 
 

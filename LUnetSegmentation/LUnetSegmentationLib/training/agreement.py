@@ -85,12 +85,12 @@ def volume_agreement(ours, reference) -> dict:
     out["icc_a1"] = _round(icc_a1(np.column_stack([y, x])), 4)
     sxx = float(np.sum((x - x.mean()) ** 2))
     syy = float(np.sum((y - y.mean()) ** 2))
-    if sxx > 0:
+    if sxx > 0 and n >= 3:  # two points always lie on a line: its slope and r = +-1 say nothing
         sxy = float(np.sum((x - x.mean()) * (y - y.mean())))
         slope = sxy / sxx
         out["slope"] = _round(slope, 4)
         out["intercept"] = _round(y.mean() - slope * x.mean(), 1)
-        if syy > 0 and n >= 3:  # two points always lie on a line: r = +-1 says nothing
+        if syy > 0:
             out["pearson_r"] = _round(sxy / math.sqrt(sxx * syy), 4)
     return out
 

@@ -218,7 +218,9 @@ def resection_summary(rows) -> dict | None:
                     fraction_of_truth_before=round(row[side]["volume_mm3"] / before, 3) if before else None,
                     fraction_of_other_side_truth=(round(row[side]["volume_mm3"] / row[other]["reference_mm3"], 3)
                                                   if row[other]["reference_mm3"] else None),
-                    flagged=bool(row.get("warnings") or row.get("notes")))
+                    # a warning that names the resected side (e.g. "No left hippocampus was found")
+                    flagged=any(f"{side} hippocampus" in text.lower() for text in row.get("warnings", [])),
+                    warnings=list(row.get("warnings", [])))
         unchanged = intact.get((row["base"], row["variant"]))
         if unchanged and unchanged[other]["volume_mm3"] > 0:
             line["other_side_change"] = round(row[other]["volume_mm3"] / unchanged[other]["volume_mm3"] - 1, 4)
