@@ -28,7 +28,7 @@ class qMRMLWidget(PythonQtObject, QtWidgets.QWidget):
     def setMRMLScene(self, scene):
         self._scene = scene
         for child in self.findChildren(QtWidgets.QWidget):
-            if child is not self and isinstance(child, (qMRMLNodeComboBox, qMRMLWidget)):
+            if child is not self and isinstance(child, (qMRMLNodeComboBox, qMRMLWidget, qMRMLTableView)):
                 child.setMRMLScene(scene)
         self.mrmlSceneChanged.emit(scene)
 
@@ -179,7 +179,13 @@ class qMRMLSegmentationShow3DButton(PythonQtObject, QtWidgets.QPushButton):
 class qMRMLTableView(PythonQtObject, QtWidgets.QTableView):
     def __init__(self, parent=None):
         QtWidgets.QTableView.__init__(self, parent)
-        self._table = None
+        self._table, self._scene = None, None
+
+    def setMRMLScene(self, scene):
+        self._scene = scene
+
+    def mrmlScene(self):
+        return self._scene
 
     def setMRMLTableNode(self, node):
         self._table = node

@@ -131,6 +131,8 @@ def scenario_module_setup(s: Session):
     check(s.slicer.modules.lunetsegmentation.widgetRepresentation().isEntered, "the module is entered")
     check(widget.ui.modelComboBox.count >= 2, "both shipped models are listed")
     check(not widget.ui.applyButton.enabled, "Apply is disabled without an input volume")
+    for name in ("inputVolumeSelector", "roiSelector", "outputSegmentationSelector", "volumeTableView"):
+        check(getattr(widget.ui, name).mrmlScene() is s.slicer.mrmlScene, f"{name} has the scene (the .ui's connections)")
     volume = s.load_head()
     s.app.processEvents()
     check(widget._parameterNode.inputVolume is volume, "the new volume is selected as input")
