@@ -4,9 +4,9 @@ Each implements the behaviour the module and parameterNodeWrapper rely on, read 
 sources at v5.8.1 (qMRMLNodeComboBox: listing nodes of `nodeTypes`, subclasses only with
 `showChildNodeTypes`, the first node selected when `noneEnabled` is off, the selection dropped
 when its node leaves the scene; qMRMLSegmentationShow3DButton: checked while the segmentation
-holds a closed surface, toggling creates or removes it; qMRMLWidget: `setMRMLScene` reaches the
-children, as the .ui's `mrmlSceneChanged` connections do in Slicer). Anything else of those
-classes is not emulated.
+holds a closed surface, toggling creates or removes it; qMRMLWidget: `setMRMLScene` emits
+`mrmlSceneChanged`, which reaches the children through the .ui's connections, made by
+pythonqt.UiLoader). Anything else of those classes is not emulated.
 """
 from __future__ import annotations
 
@@ -27,10 +27,7 @@ class qMRMLWidget(PythonQtObject, QtWidgets.QWidget):
 
     def setMRMLScene(self, scene):
         self._scene = scene
-        for child in self.findChildren(QtWidgets.QWidget):
-            if child is not self and isinstance(child, (qMRMLNodeComboBox, qMRMLWidget, qMRMLTableView)):
-                child.setMRMLScene(scene)
-        self.mrmlSceneChanged.emit(scene)
+        self.mrmlSceneChanged.emit(scene)  # children get it through the .ui's connections
 
     def mrmlScene(self):
         return self._scene

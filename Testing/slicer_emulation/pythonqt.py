@@ -86,7 +86,16 @@ def wrap(cls: type, name: str | None = None) -> type:
 
 
 class UiLoader(QtUiTools.QUiLoader):
-    """QUiLoader that builds PythonQt-like widgets, and Slicer's widgets from `mrml_widgets`."""
+    """QUiLoader that builds PythonQt-like widgets, and Slicer's widgets from `mrml_widgets`, and
+    makes the .ui file's <connections> (Qt cannot: the emulated signals carry Python objects, not
+    `vtkMRMLScene*`), so a widget without its connection gets no scene, as in Slicer."""
+
+    def load(self, device, parent=None):
+        widget = super().load(device, parent) if parent is not None else super().load(device)
+        path = device.fileName() if hasattr(device, "fileName") else str(device)
+        if widget is not None and path:
+            _connect_ui_connections(widget, path)
+        return widget
 
     def createWidget(self, className, parent=None, name=""):
         from . import mrml_widgets
@@ -97,6 +106,29 @@ class UiLoader(QtUiTools.QUiLoader):
         widget = cls(parent)
         widget.setObjectName(name)
         return widget
+
+
+def _connect_ui_connections(root, path: str) -> None:
+    import xml.etree.ElementTree as ElementTree
+
+    def named(name):
+        return root if QtCore.QObject.objectName(root) == name else root.findChild(QtCore.QObject, name)
+
+    for connection in ElementTree.parse(path).getroot().iter("connection"):
+        sender, receiver = named(connection.findtext("sender")), named(connection.findtext("receiver"))
+        signal, slot = _signal_name(connection.findtext("signal")), _signal_name(connection.findtext("slot"))
+        if sender is None or receiver is None:
+            raise RuntimeError(f"{path}: a connection names a widget that is not there ({connection.findtext('sender')} -> {connection.findtext('receiver')})")
+        getattr(sender, signal).connect(getattr(receiver, slot))
+
+
+def _quiet_ui_loader_connections(mode, context, message):
+    # QUiLoader's own attempt at those connections fails (see UiLoader); the rest is printed.
+    if "QObject::connect" not in message and "propagateSizeHints" not in message:
+        print(message)
+
+
+QtCore.qInstallMessageHandler(_quiet_ui_loader_connections)
 
 
 def qt_class(name: str):
