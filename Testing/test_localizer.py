@@ -103,9 +103,10 @@ def test_finds_both_hippocampi_and_the_intracranial_volume_in_a_real_head(wholeb
         start, stop = found.boxes[side]
         inside_box = labels[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]] == value
         assert inside_box.sum() / (labels == value).sum() > 0.95, side
-    # FreeSurfer's norm.mgz is skull-stripped: the intracranial space is roughly its brain mask
-    brain_ml = float(((labels > 0) & (labels < 1000)).sum()) * float(np.prod(image.GetSpacing())) / 1000
-    assert abs(found.intracranial_ml - brain_ml) / brain_ml < 0.25, (found.intracranial_ml, brain_ml)
+    # FreeSurfer's labels cover brain and ventricles but not the CSF around the brain: a lower
+    # bound of the intracranial volume, which exceeds it by that CSF (10-25 % in adults)
+    brain_ml = float((labels > 0).sum()) * float(np.prod(image.GetSpacing())) / 1000
+    assert brain_ml < found.intracranial_ml < 1.35 * brain_ml, (found.intracranial_ml, brain_ml)
 
 
 @needs_localizer

@@ -60,17 +60,22 @@ def _generator(heads, values, variant):
     return generator
 
 
-def _as_image(volume: np.ndarray, rng) -> sitk.Image:
-    """The generated 4 mm head as a scan on world axes (RAS voxel order), at a random origin."""
-    image = sitk.GetImageFromArray(volume.astype(np.float32) * 1000.0)
+def _as_image(volume: np.ndarray, inside: np.ndarray, rng):
+    """The generated 4 mm head as a scan on world axes (RAS voxel order), at a random origin,
+    cut to its simulated field of view (a real scan ends where its field of view ends), and the
+    index offset of that cut."""
+    where = np.argwhere(inside)
+    low, high = where.min(axis=0), where.max(axis=0) + 1
+    image = sitk.GetImageFromArray(volume[low[0]:high[0], low[1]:high[1], low[2]:high[2]].astype(np.float32) * 1000.0)
     image.SetSpacing([L.GRID_SPACING_MM] * 3)
     image.SetDirection(L.GRID_DIRECTION.flatten().tolist())
     image.SetOrigin(rng.uniform(-50, 50, 3).tolist())
-    return image
+    return image, low
 
 
-def _box_share(target_side: np.ndarray, box) -> float:
-    (x0, y0, z0), (x1, y1, z1) = box
+def _box_share(target_side: np.ndarray, box, low) -> float:
+    """Share of the true hippocampus inside an index box of the cut image (offset `low`, z y x)."""
+    (x0, y0, z0), (x1, y1, z1) = (np.asarray(box[0]) + low[::-1]), (np.asarray(box[1]) + low[::-1])
     total = target_side.sum()
     return float(target_side[z0:z1, y0:y1, x0:x1].sum() / total) if total else 0.0
 
@@ -91,7 +96,7 @@ def evaluate(heads, values, variant, samples, thresholds, seed):
         images, targets, icv = generator.sample(min(8, samples - len(rows)), torch_generator)
         for volume, target, truth_icv, inside in zip(images[:, 0].numpy(), targets.numpy(), icv.numpy(),
                                                      generator.last_field_of_view.numpy()):
-            image = _as_image(volume, rng)
+            image, low = _as_image(volume, inside, rng)
             row = {"icv_true_ml": float(truth_icv) / 1000}
             cpu = time.process_time()
             try:
@@ -105,7 +110,7 @@ def evaluate(heads, values, variant, samples, thresholds, seed):
                 truth = target == number
                 cut = _cut(truth, inside)
                 found_side = side in found_sides
-                share = _box_share(truth, found_sides[side]) if found_side and not cut else None
+                share = _box_share(truth, found_sides[side], low) if found_side and not cut else None
                 row[side] = {"found": found_side, "cut_or_absent": cut, "box_share": share,
                              "refused_correctly": cut and not found_side, "false": cut and found_side}
             rows.append(row)
