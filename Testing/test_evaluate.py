@@ -129,6 +129,25 @@ def test_wholehead_resection_is_flagged_only_by_a_warning_about_that_side():
     assert not second["flagged"] and second["warnings"] == other["warnings"]
 
 
+def test_wholehead_refused_side_is_no_volume_but_an_honest_resection_result():
+    """A side the pipeline declined (details["failed_sides"]) has no volume: out of the agreement and
+    counted apart, like a refused case; on a resected side it is the honest answer (flagged, 0 %)."""
+    from LUnetSegmentationLib.training.evaluate_wholehead import agreement_summary, resection_summary
+
+    healthy = [_row("h", "none", (3000, 3100), (3400, 3300)), _row("i", "none", (4000, 4100), (3900, 4000)),
+               _row("j", "none", (2500, 2600), (2700, 2800))]
+    declined = _row("k", "none", (0, 3000), (3300, 3200))
+    declined["left"]["refused"] = "no left hippocampus was found with confidence"
+    resected = _row("h", "resection", (0, 0), (3420, 3300), before={"left": 3100, "right": 3300})
+    resected["left"]["refused"] = "no left hippocampus was found with confidence"
+    agreement = agreement_summary([*healthy, declined, resected], ["1mm"])
+    assert agreement["all"]["n"] == 8 and agreement["refused_sides"] == 1
+    assert agreement["healthy"]["n"] == 7  # k's right side only
+    line = resection_summary([*healthy, resected])["cases"][0]
+    assert line["side_refused"] and line["flagged"] and line["fraction_of_truth_before"] == 0
+    assert line["other_side_change"] == round(3420 / 3400 - 1, 4)
+
+
 def test_wholehead_agreement_pools_every_variant_and_splits_them():
     from LUnetSegmentationLib.training.evaluate_wholehead import agreement_summary
 

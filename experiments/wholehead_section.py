@@ -87,9 +87,11 @@ def _resection_lines(resection: dict | None) -> list[str]:
             lines.append(f"| {case['case']} {case['variant']} | {case['resected_side']} | refused: {case['error'][:80]} | | | |")
             continue
         change = case.get("other_side_change")
-        lines.append(f"| {case['case']} {case['variant']} | {case['resected_side']} | {case['ours_mm3']:.0f} "
+        ours = "none reported" if case.get("side_refused") else f"{case['ours_mm3']:.0f}"
+        lines.append(f"| {case['case']} {case['variant']} | {case['resected_side']} | {ours} "
                      f"({case['truth_before_mm3']:.0f}) | {_fmt(case.get('fraction_of_truth_before'), 2)} | "
-                     f"{'yes' if case.get('flagged') else 'no'} | {'n/a' if change is None else f'{100 * change:+.1f} %'} |")
+                     f"{'yes' if case.get('flagged') else 'no'} | "
+                     f"{'refused' if case.get('other_side_refused') else 'n/a' if change is None else f'{100 * change:+.1f} %'} |")
     worst = resection.get("max_abs_other_side_change")
     lines += ["", f"Resected sides: mean fraction {_fmt(resection.get('mean_fraction_of_truth_before'), 2)}, highest "
                   f"{_fmt(resection.get('max_fraction_of_truth_before'), 2)}, {resection.get('under_25_percent')} under 25 %, "
@@ -128,7 +130,8 @@ def agreement_table() -> list[str]:
         if len(agreement.get("by_variant", {})) > 1:
             lines += [_agreement_row(variant, figures) for variant, figures in agreement["by_variant"].items()]
         lines += [_agreement_row(group, figures) for group, figures in agreement.get("by_group", {}).items()]
-        lines += ["", f"Refused cases (no volume, not in the table): {agreement.get('refused_cases', 0)}.", ""]
+        lines += ["", f"Refused (no volume, not in the table): {agreement.get('refused_cases', 0)} cases, "
+                      f"{agreement.get('refused_sides', 0)} single sides.", ""]
         lines += _atrophy_line(result.get("rows", []))
         lines += _resection_lines(result.get("resection"))
         plot = path.with_suffix(".png")

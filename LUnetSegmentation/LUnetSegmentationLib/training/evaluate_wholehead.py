@@ -174,9 +174,16 @@ def group_of(row) -> str:
 
 
 def side_observations(rows) -> list:
-    """One (row, side) per scored hippocampus that has a truth volume: resected sides left out."""
+    """One (row, side) per measured hippocampus that has a truth volume: resected sides, refused
+    cases and refused sides (the pipeline reported no volume there) left out."""
     return [(row, side) for row in rows if "error" not in row for side in FREESURFER_HIPPOCAMPUS
-            if side != resected_side(row.get("pathology", "none"))]
+            if side != resected_side(row.get("pathology", "none")) and not row[side].get("refused")]
+
+
+def refused_sides(rows) -> int:
+    """Sides with a truth volume that the pipeline declined to report (the rest of the case was)."""
+    return sum(1 for row in rows if "error" not in row for side in FREESURFER_HIPPOCAMPUS
+               if side != resected_side(row.get("pathology", "none")) and row[side].get("refused"))
 
 
 def agreement_summary(rows, variants) -> dict:
@@ -193,8 +200,10 @@ def agreement_summary(rows, variants) -> dict:
         "by_variant": {variant: figures([o for o in observations if o[0]["variant"] == variant]) for variant in variants},
         "by_group": {group: figures([o for o in observations if group_of(o[0]) == group]) for group in groups},
         "refused_cases": sum(1 for row in rows if "error" in row),
+        "refused_sides": refused_sides(rows),
         "left_out_resected_sides": sum(1 for row in rows if "error" not in row and resected_side(row.get("pathology", "none"))),
-        "note": "sides pooled; resected sides left out (their truth is 0); refused cases have no volume and are counted apart",
+        "note": "sides pooled; resected sides left out (their truth is 0); refused cases and sides have no volume and are "
+                "counted apart",
     }
 
 
@@ -218,11 +227,15 @@ def resection_summary(rows) -> dict | None:
                     fraction_of_truth_before=round(row[side]["volume_mm3"] / before, 3) if before else None,
                     fraction_of_other_side_truth=(round(row[side]["volume_mm3"] / row[other]["reference_mm3"], 3)
                                                   if row[other]["reference_mm3"] else None),
-                    # a warning that names the resected side (e.g. "No left hippocampus was found")
-                    flagged=any(f"{side} hippocampus" in text.lower() for text in row.get("warnings", [])),
+                    side_refused=bool(row[side].get("refused")),
+                    # no volume reported there, or a warning that names the side ("The left hippocampus ...")
+                    flagged=bool(row[side].get("refused"))
+                    or any(f"{side} hippocampus" in text.lower() for text in row.get("warnings", [])),
                     warnings=list(row.get("warnings", [])))
         unchanged = intact.get((row["base"], row["variant"]))
-        if unchanged and unchanged[other]["volume_mm3"] > 0:
+        if row[other].get("refused"):
+            line["other_side_refused"] = True
+        elif unchanged and unchanged[other]["volume_mm3"] > 0 and not unchanged[other].get("refused"):
             line["other_side_change"] = round(row[other]["volume_mm3"] / unchanged[other]["volume_mm3"] - 1, 4)
         lines.append(line)
     if not lines:
@@ -265,6 +278,9 @@ def evaluate_wholehead(pairs, model=None, device="cpu", variants=("1mm",), synth
             try:
                 result = label_image(variant_image(image, variant), loaded=loaded, name=name)
                 row.update(score(result, reference))
+                for side, reason in (result.details.get("failed_sides") or {}).items():
+                    if side in row:  # the pipeline reported no volume for this side, and why
+                        row[side]["refused"] = reason
                 row["warnings"] = list(result.warnings)
                 row["notes"] = list(result.notes)
                 row["confidence"] = result.details.get("confidence", {})
@@ -276,19 +292,20 @@ def evaluate_wholehead(pairs, model=None, device="cpu", variants=("1mm",), synth
                 printer(_line(row))
     scored = [r for r in rows if "error" not in r]
     dices = [r[side]["dice"] for r in scored for side in FREESURFER_HIPPOCAMPUS
-             if side != resected_side(r["pathology"])]  # Dice against an empty truth is 0 by definition
+             if side != resected_side(r["pathology"]) and not r[side].get("refused")]
+    # Resected sides: Dice against an empty truth is 0 by definition. Refused sides: counted apart, as refused cases are.
     summary = {
         "model": loaded.segmenter.card.model_id, "weights_sha256": loaded.segmenter.card.weights_sha256,
         "device": device, "mirror": loaded.segmenter.mirror, "variants": list(variants),
         "pathologies": list(pathologies),
         "mean_side_dice": round(float(np.mean(dices)), 4) if dices else None,
         "min_side_dice": round(float(np.min(dices)), 4) if dices else None,
-        "failures": len(rows) - len(scored), "rows": rows,
+        "failures": len(rows) - len(scored), "refused_sides": refused_sides(rows), "rows": rows,
     }
     by_variant = {}
     for variant in variants:
         mine = [r[side]["dice"] for r in scored if r["variant"] == variant for side in FREESURFER_HIPPOCAMPUS
-                if side != resected_side(r["pathology"])]
+                if side != resected_side(r["pathology"]) and not r[side].get("refused")]
         by_variant[variant] = round(float(np.mean(mine)), 4) if mine else None
     summary["mean_side_dice_by_variant"] = by_variant
     summary["agreement"] = agreement_summary(rows, variants)
@@ -315,10 +332,12 @@ def _line(row) -> str:
 def report_lines(summary) -> list[str]:
     """The figures for the terminal: Dice, volume agreement and the resection line."""
     lines = [f"mean per-side Dice {summary['mean_side_dice']}, lowest {summary['min_side_dice']}, "
-             f"by variant {summary['mean_side_dice_by_variant']}, failures {summary['failures']}"]
+             f"by variant {summary['mean_side_dice_by_variant']}, failures {summary['failures']}, "
+             f"refused sides {summary['refused_sides']}"]
     agreement = summary["agreement"]
     lines.append(f"volume agreement, all variants, sides pooled ({agreement['left_out_resected_sides']} resected sides "
-                 f"left out, {agreement['refused_cases']} refused cases): {format_agreement(agreement['all'])}")
+                 f"left out, {agreement['refused_cases']} refused cases, {agreement['refused_sides']} refused sides): "
+                 f"{format_agreement(agreement['all'])}")
     lines.append(f"  healthy heads only: {format_agreement(agreement['healthy'])}")
     if len(agreement["by_variant"]) > 1:
         lines += [f"  {variant}: {format_agreement(figures)}" for variant, figures in agreement["by_variant"].items()]
