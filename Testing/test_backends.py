@@ -39,3 +39,17 @@ def test_backend_choice(monkeypatch):
     assert load_backend(card, "cpu").name == "onnxruntime"
     monkeypatch.setenv("LUNET_BACKEND", "torch")
     assert load_backend(card, "cpu").name == "torch"
+
+
+def test_no_engine_installed_says_what_to_install(monkeypatch):
+    """Issue 23 item 7: segment() before torch or ONNX Runtime is installed gave a bare ModuleNotFoundError."""
+    import importlib.util
+
+    from LUnetSegmentationLib.runtime import backends
+    from LUnetSegmentationLib.runtime.weights import WeightsError, find_model
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("onnxruntime", "torch") else real(name, *a))
+    with pytest.raises(WeightsError, match="Neither ONNX Runtime nor PyTorch is installed") as error:
+        backends.load_backend(find_model(None), "cpu")
+    assert "pip install onnxruntime" in str(error.value) and "LUnetSegmentationLogic" in str(error.value)

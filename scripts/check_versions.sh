@@ -23,6 +23,7 @@ TORCH_FREE_TESTS=(
   Testing/test_versions_core.py
   Testing/test_desktop_dependencies.py
   Testing/test_desktop_protocol.py
+  Testing/test_desktop_worker.py
   Testing/test_desktop_memory.py
   Testing/test_resample.py
   Testing/test_localize.py

@@ -271,12 +271,21 @@ def _meta_header(path: Path, head: bytes, gzipped: bool) -> HeaderInfo | None:
     )
 
 
+def _refuse_missing_or_special(path: Path) -> None:
+    """A path that is not a regular file: say which (a FIFO or a device would block or never
+    end; "No such file" would be wrong for them)."""
+    if path.exists():
+        raise InputError(f"{path} is not a regular file (a pipe, a device or a folder that is not a DICOM series), so it "
+                         "was not read. Give the path of an image file.")
+    raise FileNotFoundError(f"No such file: {path}")
+
+
 def read_header(path: str | Path) -> HeaderInfo | None:
     """The header of a NIfTI, NRRD, MetaImage or MGH file, read without its voxels; None if the
     file is none of these (by content, not name). Raises InputError for a damaged header."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No such file: {path}")
+        _refuse_missing_or_special(path)
     head, gzipped = _peek(path)
     for parse in (_nrrd_header, _nifti_header, _mgh_header, _meta_header):
         info = parse(path, head, gzipped)
@@ -749,7 +758,7 @@ def readImage(path: str | Path, max_bytes: int | None = None) -> sitk.Image:
     with a huge offset is brought to float32 without losing its contrast (checks.float32_safe)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No such file: {path}")
+        _refuse_missing_or_special(path)
     if not case_name(path):
         raise InputError(f"The file name {path.name!r} has nothing before its extension, so its results would be "
                          f"hidden files without a name. Rename it (e.g. to scan{path.name}) and run again.")

@@ -134,4 +134,9 @@ def load_backend(card, device: str = "cpu", verify: bool = True):
             f"LUNET_BACKEND=onnxruntime was asked for, but model {card.model_id!r} has no ONNX file or onnxruntime "
             "is not installed (pip install onnxruntime)."
         )
+    if importlib.util.find_spec("torch") is None:
+        raise WeightsError(
+            "Neither ONNX Runtime nor PyTorch is installed, and the network needs one of them. In Slicer, segment "
+            "through the module (LUnetSegmentation.LUnetSegmentationLogic().segment(volume)), which offers to install "
+            "one; elsewhere run: pip install onnxruntime" + (" (or torch, for a GPU)" if device == "cpu" else " torch"))
     return TorchBackend(card, device, verify)

@@ -40,7 +40,7 @@ class SegmentationResult:
         return {entry["value"]: float(counts[entry["value"]]) * voxel for entry in self.card.labels}
 
 
-def _cuda_driver_present() -> bool:
+def cuda_driver_present() -> bool:
     """Whether an NVIDIA driver is installed, checked without importing torch (which costs about
     2.5 CPU-seconds): the command line on a machine without a GPU never needs torch."""
     import ctypes.util
@@ -57,7 +57,7 @@ def choose_device(device: str = "auto") -> str:
     if device == "cpu":
         return "cpu"
     if device in ("auto", None, ""):
-        if not _cuda_driver_present():
+        if not cuda_driver_present():
             return "cpu"
         import torch
 

@@ -121,9 +121,9 @@ def cuda_gpu_present() -> bool:
     """Whether an NVIDIA driver is installed, without importing torch: decides between offering
     PyTorch (a GPU to use) and ONNX Runtime (CPU only). The runtime's own check, so the panel and
     the child agree on what "auto" means."""
-    from ..runtime.engine import _cuda_driver_present
+    from ..runtime.engine import cuda_driver_present
 
-    return _cuda_driver_present()
+    return cuda_driver_present()
 
 
 def inference_backend(device: str = "auto", gpu: bool | None = None) -> str:
