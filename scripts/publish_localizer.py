@@ -82,6 +82,10 @@ def main(argv=None) -> int:
         },
         "license": "Apache-2.0",
         "attribution": ATTRIBUTION,
+        "citation": ("To cite results of this localizer, cite the software, LUnetSegmentation (the version you used: CITATION.cff "
+                     "in its repository); the network architecture, Hassler et al., 'Lean Unet: A Compact Model for Image "
+                     "Segmentation', arXiv:2512.03834 (2025); and the label maps its synthetic training heads were generated "
+                     "from, Billot et al., 'SynthSeg', Medical Image Analysis 86, 102789 (2023)."),
     }
     if args.evaluation:
         card["validation"] = [{k: v for k, v in json.loads(p.read_text()).items() if k != "rows"} | {"file": str(p)}

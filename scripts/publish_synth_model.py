@@ -27,6 +27,17 @@ from LUnetSegmentationLib.runtime.preprocess import PreprocessingConfig  # noqa:
 from LUnetSegmentationLib.runtime.weights import sha256sum  # noqa: E402
 
 MODEL_ID = "hippocampus-whole-lunet"
+CITATION = (
+    "To cite results of this model, cite the software, LUnetSegmentation (cite the version you used: "
+    "CITATION.cff in its repository, https://github.com/lunet-segmentation/SlicerLUnetSegmentation); the "
+    "network architecture, Hassler T, Åkerholm I, Nordström M, Balletti G, Goksel O. 'Lean Unet: A "
+    "Compact Model for Image Segmentation', arXiv:2512.03834 (2025), doi:10.48550/arXiv.2512.03834; the "
+    "label maps its synthetic training images were generated from, Billot et al., 'SynthSeg: Segmentation"
+    " of brain MRI scans of any contrast and resolution without retraining', Medical Image Analysis 86, "
+    "102789 (2023); and the data of the model it was initialised from, Antonelli et al., 'The Medical "
+    "Segmentation Decathlon', Nature Communications 13, 4128 (2022); Simpson et al., arXiv:1902.09063 "
+    "(2019)."
+)
 FREESURFER_HIPPOCAMPUS_COLOUR = [round(220 / 255, 3), round(216 / 255, 3), round(20 / 255, 3)]  # FreeSurferColorLUT 17/53
 ATTRIBUTION = (
     "Trained on synthetic images generated from the SynthSeg authors' 20 whole-brain label maps (Apache-2.0; "
@@ -111,6 +122,7 @@ def main(argv=None) -> int:
         },
         "license": "CC-BY-SA-4.0",
         "attribution": ATTRIBUTION,
+        "citation": CITATION,
     }
     if args.evaluation:
         card["validation"] = [
