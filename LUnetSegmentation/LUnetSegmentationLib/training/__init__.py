@@ -10,6 +10,10 @@ the repository's scripts). Use the source install: see the README's "Training".
     synth               synthetic MRI from label maps (pure torch)
     synthetic_heads     whole synthetic heads (numpy + SimpleITK) for evaluation
     synth_train         training the whole-hippocampus model on synthetic heads
+    synth_pathology     atrophy, growth, cavities and lesions on synthetic label maps
+    localizer_synth     synthetic whole heads on the localizer's 4 mm grid
+    localizer_train     training the learned localizer
+    resumable           checkpoints of time-budgeted training runs
     evaluate            Dice and HD95 on labelled Decathlon crops
     evaluate_wholehead  per-side Dice, HD95 and volume ratio on whole heads
     metrics             Dice and HD95

@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..runtime.model import NetworkConfig, build_network, count_parameters
-from .localizer_synth import HeadConfig, HeadGenerator
 from torch.nn import functional as F
 
+from ..runtime.model import NetworkConfig, build_network, count_parameters
+from .localizer_synth import HeadConfig, HeadGenerator
+from .resumable import resume_state, save_state
 from .train import _save
 
 # LUnet with a thin full-resolution level: 8 channels at every coarse level (the LUnet rule),
@@ -96,13 +97,7 @@ def main(argv=None) -> int:
     generator = torch.Generator(device=device).manual_seed(args.seed)
     state = {"step": 0, "seconds": 0.0, "best": {"score": -1.0, "step": 0}, "history": []}
     checkpoint = out / "checkpoint.pt"
-    if checkpoint.is_file():
-        saved = torch.load(checkpoint, map_location=device, weights_only=False)
-        network.load_state_dict(saved["network"])
-        optimiser.load_state_dict(saved["optimiser"])
-        generator.set_state(saved["generator"].cpu() if device.type == "cpu" else saved["generator"])
-        state = saved["state"]
-        print(f"resumed at step {state['step']} ({state['seconds'] / 60:.1f} min done)")
+    state = resume_state(checkpoint, network, optimiser, generator, state, device)
 
     def validate() -> dict:
         network.eval()
@@ -119,7 +114,7 @@ def main(argv=None) -> int:
         return {"hippocampus_dice": round(float(dice.mean()), 4), "icv_relative_error": round(float(torch.cat(icv_error).mean()), 4)}
 
     def save_checkpoint():
-        _save({"network": network.state_dict(), "optimiser": optimiser.state_dict(), "generator": generator.get_state(), "state": state}, checkpoint)
+        save_state(checkpoint, network, optimiser, generator, state)
 
     def record(loss) -> None:
         figures = validate()

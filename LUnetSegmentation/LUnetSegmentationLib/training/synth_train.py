@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -29,15 +28,10 @@ import torch
 
 from ..runtime.model import NetworkConfig, build_network, count_parameters
 from .synth import SynthConfig, SyntheticGenerator
-from .train import dice_ce_loss
+from .resumable import resume_state, save_state
+from .train import _save, dice_ce_loss
 
 NETWORK = {"architecture": "LUnet", "width": 16, "levels": 4, "convs_per_level": 2, "num_classes": 2, "dropout": 0.005}
-
-
-def _save(obj, path: Path) -> None:
-    partial = path.with_name(path.name + ".tmp")
-    torch.save(obj, partial)
-    os.replace(partial, path)
 
 
 def _initialise_from(network, model: str) -> str:
@@ -110,13 +104,7 @@ def main(argv=None) -> int:
     generator = torch.Generator(device=device).manual_seed(args.seed)
     state = {"step": 0, "seconds": 0.0, "best": {"dice": -1.0, "step": 0}, "history": []}
     checkpoint = out / "checkpoint.pt"
-    if checkpoint.is_file():
-        saved = torch.load(checkpoint, map_location=device, weights_only=False)
-        network.load_state_dict(saved["network"])
-        optimiser.load_state_dict(saved["optimiser"])
-        generator.set_state(saved["generator"].cpu() if device.type == "cpu" else saved["generator"])
-        state = saved["state"]
-        print(f"resumed at step {state['step']} ({state['seconds'] / 60:.1f} min done)")
+    state = resume_state(checkpoint, network, optimiser, generator, state, device)
 
     def validate() -> float:
         """Mean Dice over the fixed validation samples (a sample without hippocampus tissue
@@ -163,7 +151,7 @@ def main(argv=None) -> int:
             if dice > state["best"]["dice"]:
                 state["best"] = {"dice": dice, "step": state["step"]}
                 _save(network.state_dict(), out / "best.pt")
-            _save({"network": network.state_dict(), "optimiser": optimiser.state_dict(), "generator": generator.get_state(), "state": state}, checkpoint)
+            save_state(checkpoint, network, optimiser, generator, state)
             last_save = time.time()
     state["seconds"] = time.time() - started
     dice = validate()
@@ -171,7 +159,7 @@ def main(argv=None) -> int:
     if dice > state["best"]["dice"]:
         state["best"] = {"dice": dice, "step": state["step"]}
         _save(network.state_dict(), out / "best.pt")
-    _save({"network": network.state_dict(), "optimiser": optimiser.state_dict(), "generator": generator.get_state(), "state": state}, checkpoint)
+    save_state(checkpoint, network, optimiser, generator, state)
     summary = {
         "network": NETWORK, "parameters": count_parameters(network), "synth": config.to_dict(),
         "initialised_from": init, "batch_size": args.batch_size, "learning_rate": args.learning_rate, "seed": args.seed,

@@ -1,0 +1,28 @@
+"""The resumable state of a time-budgeted training run (synth_train, localizer_train): network,
+optimiser, the random generator that draws the synthetic data, and the run's own record
+(step, seconds, best, history), in one checkpoint written atomically."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .train import _save
+
+
+def save_state(path: Path, network, optimiser, generator: torch.Generator, state: dict) -> None:
+    _save({"network": network.state_dict(), "optimiser": optimiser.state_dict(), "generator": generator.get_state(),
+           "state": state}, path)
+
+
+def resume_state(path: Path, network, optimiser, generator: torch.Generator, state: dict, device) -> dict:
+    """`state` as saved at `path` (network, optimiser and generator restored in place), or the
+    given fresh `state` when there is no checkpoint yet."""
+    if not path.is_file():
+        return state
+    saved = torch.load(path, map_location=device, weights_only=False)
+    network.load_state_dict(saved["network"])
+    optimiser.load_state_dict(saved["optimiser"])
+    generator.set_state(saved["generator"].cpu() if torch.device(device).type == "cpu" else saved["generator"])
+    print(f"resumed at step {saved['state']['step']} ({saved['state']['seconds'] / 60:.1f} min done)")
+    return saved["state"]
