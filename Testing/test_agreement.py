@@ -90,10 +90,10 @@ def test_undefined_figures_are_none_not_numbers():
     assert one["bias"] == -100 and one["pearson_r"] is None and one["limits_of_agreement"] is None
     two = volume_agreement([3000, 3500], [3100, 3300])  # any two points lie on a line
     assert two["slope"] is None and two["intercept"] is None and two["pearson_r"] is None
-    assert two["bias"] == 50 and two["icc_a1"] is not None
+    assert two["bias"] == 50 and two["icc_a1"] is None and two["limits_of_agreement"] is not None
     flat = volume_agreement([3000, 3200, 3100], [3000, 3000, 3000])  # no spread in the reference
     assert flat["slope"] is None and flat["pearson_r"] is None
-    assert volume_agreement([3000, 3000], [3000, 3000])["icc_a1"] is None
+    assert volume_agreement([3000, 3000, 3000], [3000, 3000, 3000])["icc_a1"] is None  # no variance at all
     assert "r n/a" in format_agreement(one)
 
 
@@ -153,7 +153,9 @@ def test_results_page_agreement_table(tmp_path, monkeypatch):
 
     rows = [row("a t1", "none", (3000.0, 3100.0), (3500.0, 3400.0)), row("b t1", "none", (4100.0, 4000.0), (4300.0, 4200.0)),
             row("a t1 atrophy", "atrophy", (1500.0, 600.0), (2000.0, 1870.0)),
+            row("b t1 atrophy", "atrophy", (0.0, 600.0), (2100.0, 2200.0)),
             row("a t1 resection", "resection", (5000.0, 0.0), (3535.0, 3400.0), before={"left": 3100.0, "right": 3400.0})]
+    rows[3]["left"]["refused"] = "no left hippocampus was found with confidence"
     result = {"model": "toy-model", "weights_sha256": "ab" * 32, "mirror": 2, "variants": ["1mm"], "rows": rows,
               "agreement": agreement_summary(rows, ["1mm"]), "resection": resection_summary(rows),
               "command": "python -m LUnetSegmentationLib evaluate-wholehead --pathologies none atrophy resection"}
@@ -164,7 +166,7 @@ def test_results_page_agreement_table(tmp_path, monkeypatch):
     page = "\n".join(section.wholehead_section())
     figures = result["agreement"]["all"]
     assert f"| all | {figures['n']} | {figures['pearson_r']:.3f} | {figures['slope']:.2f} |" in page
-    assert "| atrophied | 2 |" in page and "| healthy heads (no pathology) | 4 |" in page and "--pathologies none atrophy resection" in page
+    assert "| atrophied | 3 |" in page and "| healthy heads (no pathology) | 4 |" in page and "--pathologies none atrophy resection" in page
     assert "| a t1 resection 1mm | left | 5000 (3100) | 1.61 | no | +1.0 % |" in page
-    assert "(truth 600 mm3, 1 heads): ours median 1500 mm3" in page
+    assert "(truth 600 mm3, 1 heads): ours median 1500 mm3 (range 1500-1500); declined (no volume reported): 1." in page
     assert "](results/wholehead_agreement_toy-model.png)" in page

@@ -63,15 +63,17 @@ def _agreement_row(label: str, figures: dict) -> str:
 
 def _atrophy_line(rows) -> list[str]:
     """Our volume of the hippocampi eroded to a fixed truth (the left, ~600 mm3)."""
-    pairs = [(r["left"]["volume_mm3"], r["left"]["reference_mm3"]) for r in rows
-             if r.get("pathology") == "atrophy" and "error" not in r]
+    atrophied = [r for r in rows if r.get("pathology") == "atrophy" and "error" not in r]
+    pairs = [(r["left"]["volume_mm3"], r["left"]["reference_mm3"]) for r in atrophied if not r["left"].get("refused")]
+    declined = len(atrophied) - len(pairs)
     if not pairs:
-        return []
+        return [f"Atrophied left hippocampi: none reported ({declined} declined).", ""] if declined else []
     ours = sorted(v for v, _ in pairs)
     truth = sorted(t for _, t in pairs)
     truth_text = f"{truth[0]:.0f}" if truth[0] == truth[-1] else f"{truth[0]:.0f}-{truth[-1]:.0f}"
     return [f"Atrophied left hippocampi (truth {truth_text} mm3, {len(pairs)} heads): ours median "
-            f"{ours[len(ours) // 2]:.0f} mm3 (range {ours[0]:.0f}-{ours[-1]:.0f}).", ""]
+            f"{ours[len(ours) // 2]:.0f} mm3 (range {ours[0]:.0f}-{ours[-1]:.0f}); declined (no volume reported): "
+            f"{declined}.", ""]
 
 
 def _resection_lines(resection: dict | None) -> list[str]:

@@ -82,7 +82,8 @@ def volume_agreement(ours, reference) -> dict:
     sd = float(difference.std(ddof=1))
     out["sd_difference"] = _round(sd, 1)
     out["limits_of_agreement"] = [_round(difference.mean() - LIMITS_Z * sd, 1), _round(difference.mean() + LIMITS_Z * sd, 1)]
-    out["icc_a1"] = _round(icc_a1(np.column_stack([y, x])), 4)
+    if n >= 3:  # from two subjects ICC swings anywhere in [-1, 1]: no information
+        out["icc_a1"] = _round(icc_a1(np.column_stack([y, x])), 4)
     sxx = float(np.sum((x - x.mean()) ** 2))
     syy = float(np.sum((y - y.mean()) ** 2))
     if sxx > 0 and n >= 3:  # two points always lie on a line: its slope and r = +-1 say nothing
