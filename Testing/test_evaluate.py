@@ -207,5 +207,5 @@ def test_wholehead_command_writes_agreement_resection_and_plot(tmp_path):
     assert result["agreement"]["all"]["n"] == 3 and result["agreement"]["left_out_resected_sides"] == 1
     assert result["resection"]["cases"][0]["truth_before_mm3"] == 1894.0
     assert "--pathologies none resection" in result["command"]
-    assert "commit" in result["code"]
+    assert "commit" in result["code"] and result["model_version"]
     assert plot.read_bytes()[:4] == b"\x89PNG"

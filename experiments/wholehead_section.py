@@ -123,8 +123,10 @@ def agreement_table() -> list[str]:
         agreement = result.get("agreement")
         if not agreement:
             continue
-        lines += [f"**{result['model']}** (weights {result['weights_sha256'][:12]}, test-time passes {result.get('mirror')}, "
-                  f"variants {', '.join(result.get('variants', []))}). Command: `{result.get('command', 'not recorded')}`", "",
+        version = f" {result['model_version']}" if result.get("model_version") else ""
+        lines += [f"**{result['model']}{version}** (weights {result['weights_sha256'][:12]}, test-time passes "
+                  f"{result.get('mirror')}, variants {', '.join(result.get('variants', []))}; `docs/results/{path.name}`). "
+                  f"Command: `{result.get('command', 'not recorded')}`", "",
                   "| cases | n sides | r | slope | intercept mm3 | ratio +- SD | ICC(A,1) | bias mm3 (95 % limits) |",
                   "|---|---|---|---|---|---|---|---|", _agreement_row("all", agreement["all"])]
         if "healthy" in agreement:

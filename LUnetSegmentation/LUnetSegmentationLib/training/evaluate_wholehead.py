@@ -295,7 +295,8 @@ def evaluate_wholehead(pairs, model=None, device="cpu", variants=("1mm",), synth
              if side != resected_side(r["pathology"]) and not r[side].get("refused")]
     # Resected sides: Dice against an empty truth is 0 by definition. Refused sides: counted apart, as refused cases are.
     summary = {
-        "model": loaded.segmenter.card.model_id, "weights_sha256": loaded.segmenter.card.weights_sha256,
+        "model": loaded.segmenter.card.model_id, "model_version": loaded.segmenter.card.version,
+        "weights_sha256": loaded.segmenter.card.weights_sha256,
         "device": device, "mirror": loaded.segmenter.mirror, "variants": list(variants),
         "pathologies": list(pathologies),
         "mean_side_dice": round(float(np.mean(dices)), 4) if dices else None,
