@@ -276,7 +276,11 @@ def test_group_volumes_table(processed, dataset):
     for side, total in (("left", left), ("right", right)):
         parts = [float(head[spec.segment_name.lower().replace(" ", "_") + "_mm3"]) for spec in table if spec.side == side]
         assert parts and abs(sum(parts) - total) < 1, side
-    assert 0.5 < float(head["head_scale"]) < 1.6 and float(head["localization_correlation"]) > 0.25
+    if head["head_scale"] != "n/a":  # the template registration localized this scan
+        assert 0.5 < float(head["head_scale"]) < 1.6 and float(head["localization_correlation"]) > 0.25
+    else:  # the learned localizer did: no registration figures (its intracranial volume is checked below;
+        # this 1.75 mm example's field of view touches the brain, so it is withheld there)
+        assert head["localization_correlation"] == "n/a"
     from LUnetSegmentationLib.runtime.measures import asymmetry_index
 
     assert float(head["asymmetry_index"]) == pytest.approx(asymmetry_index(left, right), abs=2e-3)
