@@ -10,8 +10,11 @@ localizer. References, where there are any:
 - fs_norm: the volume of FreeSurfer's aseg labels (every label of aparc.a2009s+aseg: brain and
   ventricles, without the extracerebral CSF that aseg does not label, so it is a lower bound
   of the intracranial volume);
-- `--peer-etiv NAME=ML`: another tool's estimate for the same scan (e.g. hippodeep's eTIV from
-  its *_hippoLR_volumes.csv), given by hand because the peer runs outside this repository.
+- `--peer-etiv NAME=ML`: another tool's estimate for the same scan (NAME: the scan's folder, or
+  folder/file where a folder holds several; e.g. hippodeep's eTIV from its *_hippoLR_volumes.csv,
+  in mm3 / 1000), given by hand because the peer runs outside this repository.
+At the end: the correlation and mean ratio against the peer over scans whose estimate is not
+withheld (the field of view cuts the brain).
 The synthetic heads' errors against label-map truth come from experiments/localizer_eval.py.
 """
 from __future__ import annotations
@@ -65,11 +68,19 @@ def main(argv=None) -> int:
             labels = sitk.ReadImage(str(aseg))
             row["aseg_labelled_ml"] = round(float((sitk.GetArrayViewFromImage(labels) > 0).sum())
                                             * float(np.prod(labels.GetSpacing())) / 1000, 1)
-        if name in peer:
-            row["peer_etiv_ml"] = float(peer[name])
+        key = f"{name}/{path.name}" if f"{name}/{path.name}" in peer else name
+        if key in peer:
+            row["peer_etiv_ml"] = float(peer[key])
         rows.append(row)
         print(json.dumps(row), flush=True)
-    report = {"command": "PYTHONPATH=LUnetSegmentation .venv/bin/python experiments/icv_check.py " + " ".join(argv or sys.argv[1:]),
+    paired = [(row["icv_ml"], row["peer_etiv_ml"]) for row in rows if "icv_ml" in row and "peer_etiv_ml" in row and not row["cut"]]
+    agreement = None
+    if len(paired) >= 3:
+        ours, theirs = np.array(paired).T
+        agreement = {"n": len(paired), "pearson_r": round(float(np.corrcoef(ours, theirs)[0, 1]), 3),
+                     "mean_ratio": round(float(np.mean(ours / theirs)), 3), "max_abs_difference": round(float(np.max(np.abs(ours / theirs - 1))), 3)}
+        print(json.dumps({"against_peer": agreement}))
+    report = {"against_peer": agreement, "command": "PYTHONPATH=LUnetSegmentation .venv/bin/python experiments/icv_check.py " + " ".join(argv or sys.argv[1:]),
               "rows": rows}
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
