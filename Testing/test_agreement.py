@@ -156,7 +156,8 @@ def test_results_page_agreement_table(tmp_path, monkeypatch):
             row("b t1 atrophy", "atrophy", (0.0, 600.0), (2100.0, 2200.0)),
             row("a t1 resection", "resection", (5000.0, 0.0), (3535.0, 3400.0), before={"left": 3100.0, "right": 3400.0})]
     rows[3]["left"]["refused"] = "no left hippocampus was found with confidence"
-    result = {"model": "toy-model", "model_version": "2.0.1", "weights_sha256": "ab" * 32, "mirror": 2, "variants": ["1mm"], "rows": rows,
+    result = {"model": "toy-model", "model_version": "2.0.1", "code": {"commit": "c2853ddfa4d2", "changed_files": [
+                  "LUnetSegmentation/LUnetSegmentationLib/training/agreement.py"]}, "weights_sha256": "ab" * 32, "mirror": 2, "variants": ["1mm"], "rows": rows,
               "agreement": agreement_summary(rows, ["1mm"]), "resection": resection_summary(rows),
               "command": "python -m LUnetSegmentationLib evaluate-wholehead --pathologies none atrophy resection"}
     section = _wholehead_section(monkeypatch, tmp_path)
@@ -170,4 +171,4 @@ def test_results_page_agreement_table(tmp_path, monkeypatch):
     assert "| a t1 resection 1mm | left | 5000 (3100) | 1.61 | no | +1.0 % |" in page
     assert "(truth 600 mm3, 1 heads): ours median 1500 mm3 (range 1500-1500); declined (no volume reported): 1." in page
     assert "](results/wholehead_agreement_toy-model.png)" in page
-    assert "**toy-model 2.0.1** (weights abababababab" in page and "`docs/results/wholehead_agreement_toy-model.json`" in page
+    assert "**toy-model 2.0.1** (weights abababababab" in page and "; code c2853dd (agreement.py newer))" in page and "`docs/results/wholehead_agreement_toy-model.json`" in page

@@ -102,6 +102,15 @@ def _resection_lines(resection: dict | None) -> list[str]:
     return lines
 
 
+def _code_text(code) -> str:
+    """Which code measured: a long evaluation can run on an older commit than the page's."""
+    if not code or not code.get("commit"):
+        return ""
+    changed = code.get("changed_files") or []
+    newer = f" ({', '.join(Path(f).name for f in changed)} newer)" if changed else ""
+    return f"; code {code['commit'][:7]}{newer}"
+
+
 def agreement_table() -> list[str]:
     """Volume agreement (evaluate-wholehead): one table per docs/results/wholehead_agreement_*.json."""
     results = sorted(RESULTS.glob("wholehead_agreement_*.json"))
@@ -125,7 +134,8 @@ def agreement_table() -> list[str]:
             continue
         version = f" {result['model_version']}" if result.get("model_version") else ""
         lines += [f"**{result['model']}{version}** (weights {result['weights_sha256'][:12]}, test-time passes "
-                  f"{result.get('mirror')}, variants {', '.join(result.get('variants', []))}; `docs/results/{path.name}`). "
+                  f"{result.get('mirror')}, variants {', '.join(result.get('variants', []))}; `docs/results/{path.name}`"
+                  f"{_code_text(result.get('code'))}). "
                   f"Command: `{result.get('command', 'not recorded')}`", "",
                   "| cases | n sides | r | slope | intercept mm3 | ratio +- SD | ICC(A,1) | bias mm3 (95 % limits) |",
                   "|---|---|---|---|---|---|---|---|", _agreement_row("all", agreement["all"])]
