@@ -142,6 +142,7 @@ def main(argv=None) -> int:
     parser.add_argument("--thresholds", type=float, nargs=2, metavar=("PROBABILITY", "MM3"))
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--keep-rows", action="store_true", help="write every head's figures too (large)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     data = np.load(args.heads)
@@ -155,7 +156,8 @@ def main(argv=None) -> int:
         results.append(result)
         print(json.dumps({k: v for k, v in result.items() if k != "rows"}), flush=True)
     report = {"command": "PYTHONPATH=LUnetSegmentation .venv/bin/python experiments/localizer_eval.py " + " ".join(argv or sys.argv[1:]),
-              "held_out_label_maps": held_out, "thresholds": thresholds or "the card's", "variants": results}
+              "held_out_label_maps": held_out, "thresholds": thresholds or "the card's",
+              "variants": results if args.keep_rows else [{k: v for k, v in r.items() if k != "rows"} for r in results]}
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
     return 0
