@@ -45,6 +45,10 @@ def real_table(report: dict) -> list[str]:
     for row in report["rows"]:
         lines.append(f"| {row['scan']} | {row.get('icv_ml', row.get('error', '-'))} | {'yes (withheld)' if row.get('cut') else 'no'} | "
                      f"{row.get('aseg_labelled_ml', '-')} | {row.get('peer_etiv_ml', '-')} | {row['localizer_cpu_s']} |")
+    peer = report.get("against_peer")
+    if peer:
+        lines += ["", f"Against the peer's eTIV over the {peer['n']} scans whose estimate is not withheld: r {peer['pearson_r']}, "
+                      f"mean ratio {peer['mean_ratio']}, at most {100 * peer['max_abs_difference']:.1f} % apart."]
     return lines + [""]
 
 

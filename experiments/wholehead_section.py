@@ -17,6 +17,15 @@ def _load(name: str):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _code_line(result: dict) -> str:
+    """The commit the benchmark measured (recorded under ours/code), or say it was not recorded."""
+    code = result.get("ours", {}).get("code", {})
+    commit = result.get("git") or code.get("commit")
+    if not commit:
+        return "commit not recorded"
+    return f"commit {commit[:12]}" + (" (with uncommitted changes)" if code.get("dirty") else "")
+
+
 def _fmt(value, digits=3):
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -190,7 +199,7 @@ def speed_table() -> list[str]:
         lines += ["", f"CPU-seconds ours/hippodeep: median {_fmt(ratio.get('cpu_median'), 2)} (range "
                       f"{_fmt(ratio.get('cpu_min'), 2)}-{_fmt(ratio.get('cpu_max'), 2)}); wall {_fmt(ratio.get('wall_median'), 2)}."]
     lines += ["", f"Machine: {result.get('machine', {}).get('cpu_model', '')}, {result.get('machine', {}).get('cpu_count', '')} "
-                  f"cores; date {result.get('date_utc', '')}; git {result.get('git', result.get('ours', {}).get('git', ''))}.", ""]
+                  f"cores; date {result.get('date_utc', '')}; {_code_line(result)}.", ""]
     return lines
 
 
