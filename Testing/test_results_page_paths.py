@@ -41,3 +41,12 @@ def test_paths_become_relative_to_the_repository_root():
         "--out docs/results/x.json --cache /path/to/job7/cache.npz")
     untouched = "see https://github.com/a/b, /dev/null, /data/ds and (L - R) / ((L + R) / 2)"
     assert results_page.repository_relative(untouched, top) == untouched
+
+
+def test_model_cards_name_no_machine_path():
+    """The shipped cards (they travel with the extension) record commands and files relative to
+    the repository, never a folder of the machine that trained or measured them."""
+    cards = sorted((REPO / "LUnetSegmentation" / "Resources").glob("*/*.json"))
+    assert cards
+    for card in cards:
+        assert machine_paths(card.read_text()) == [], card.name
