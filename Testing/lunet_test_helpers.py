@@ -67,3 +67,27 @@ def data_folder(data_root, relative: str, must_contain: str = "", missing=None):
     if not (path / must_contain).is_dir():
         (missing or pytest.skip)(f"{relative} data not found at {path} (set LUNET_DATA)")
     return path
+
+
+_PEAK_LAUNCHER = """
+import json, os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+output = child.stdout.read()
+_, status, usage = os.wait4(child.pid, 0)
+sys.stdout.buffer.write(output)
+sys.stderr.write(json.dumps({"exit": os.waitstatus_to_exitcode(status), "peak_bytes": usage.ru_maxrss * 1024}))
+"""
+
+
+def run_measuring_peak(command, **kwargs) -> tuple[int, str, int]:
+    """(exit status, output, peak resident bytes) of `command`, run as the child of a small
+    launcher process. Linux keeps a process's largest resident size across fork and exec, so a
+    child forked straight from a test process that has grown to 1.8 GB reports 1.8 GB however
+    little it uses itself; forked from a fresh interpreter, its ru_maxrss is its own."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _PEAK_LAUNCHER, *map(str, command)], capture_output=True, **kwargs)
+    report = json.loads(done.stderr.decode().strip().splitlines()[-1])
+    return report["exit"], done.stdout.decode(errors="replace"), report["peak_bytes"]

@@ -7,9 +7,7 @@ Outputs (symbolic links, partial files) are in test_hostile_outputs.py.
 from __future__ import annotations
 
 import gzip
-import os
 import struct
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +21,7 @@ from LUnetSegmentationLib.runtime import checks
 from LUnetSegmentationLib.runtime.memory import RUN_BYTES_PER_VOXEL
 from LUnetSegmentationLib.files import volumeio
 from LUnetSegmentationLib.runtime.preprocess import InputError
+from lunet_test_helpers import run_measuring_peak
 from LUnetSegmentationLib.files.volumeio import (
     MAX_VOXELS,
     check_self_contained,
@@ -217,12 +216,10 @@ def test_header_size_bomb_refused_within_seconds_and_1_5_gb(tmp_path):
               "try:\n    readImage(sys.argv[1])\nexcept InputError as e:\n    print('refused:', e)\n")
     for path in _bombs(tmp_path).values():
         started = time.monotonic()
-        child = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True)
-        _, status, usage = os.wait4(child.pid, 0)
+        status, output, peak = run_measuring_peak([sys.executable, "-c", script, path])
         seconds = time.monotonic() - started
-        output = child.stdout.read()
-        assert os.waitstatus_to_exitcode(status) == 0 and output.startswith("refused:"), output
-        assert usage.ru_maxrss * 1024 < 1.5 * 2**30, f"{path.name}: peak {usage.ru_maxrss / 2**20:.2f} GiB"
+        assert status == 0 and output.startswith("refused:"), output
+        assert peak < 1.5 * 2**30, f"{path.name}: peak {peak / 2**30:.2f} GiB"
         assert seconds < 10, f"{path.name}: {seconds:.1f} s"
 
 
@@ -261,12 +258,10 @@ def test_short_data_under_a_big_header_is_refused_without_allocating(tmp_path):
               "try:\n    volumeio.readImage(sys.argv[1])\nexcept InputError as e:\n    print('refused:', e)\n")
     for kind, path in _bombs_below_the_voxel_limit(tmp_path).items():
         started = time.monotonic()
-        child = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True)
-        _, status, usage = os.wait4(child.pid, 0)
+        status, output, peak = run_measuring_peak([sys.executable, "-c", script, path])
         seconds = time.monotonic() - started
-        output = child.stdout.read()
-        assert os.waitstatus_to_exitcode(status) == 0 and "ends early" in output, (kind, output)
-        assert usage.ru_maxrss * 1024 < 1.5 * 2**30, f"{kind}: peak {usage.ru_maxrss / 2**20:.2f} GiB"
+        assert status == 0 and "ends early" in output, (kind, output)
+        assert peak < 1.5 * 2**30, f"{kind}: peak {peak / 2**30:.2f} GiB"
         assert seconds < 10, f"{kind}: {seconds:.1f} s"
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import math
-import os
 import struct
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from LUnetSegmentationLib.files import volumeio
 from LUnetSegmentationLib.files.volumeio import estimate_voxels_and_bytes, readImage
 from LUnetSegmentationLib.runtime import checks, memory
 from LUnetSegmentationLib.runtime.preprocess import InputError, PreprocessingConfig, normalize_intensity
+from lunet_test_helpers import run_measuring_peak  # noqa: E402
 
 SHEARED = "has a sheared voxel grid"
 
@@ -355,14 +355,10 @@ def test_measured_peak_of_a_whole_head_run_stays_within_the_budget(tmp_path, who
     path = tmp_path / "fine.nii.gz"
     sitk.WriteImage(fine, str(path), useCompression=True)
     del source, fine
-    child = subprocess.Popen([sys.executable, "-m", "LUnetSegmentationLib", "segment", str(path), "--out",
-                              str(tmp_path / "out"), "--device", "cpu", "--labelmap", "--quiet"],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    _, status, usage = os.wait4(child.pid, 0)
-    output = child.stdout.read()
-    assert os.waitstatus_to_exitcode(status) == 0, output
+    status, output, peak = run_measuring_peak([sys.executable, "-m", "LUnetSegmentationLib", "segment", path, "--out",
+                                               tmp_path / "out", "--device", "cpu", "--labelmap", "--quiet"])
+    assert status == 0, output
     voxels, budget = estimate_voxels_and_bytes(path)
-    peak = usage.ru_maxrss * 1024
     assert peak <= budget + (450 << 20), f"peak {peak / 2**20:.0f} MiB, budget {budget / 2**20:.0f} MiB"
     assert peak >= 0.6 * budget, "the budget is far above the real peak: measure the figure again"
 
