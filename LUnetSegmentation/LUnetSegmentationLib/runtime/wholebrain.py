@@ -10,8 +10,10 @@ hippocampus box is cropped and segmented, and the results are combined on the in
 with side-specific labels. A side the localizer cannot trust (missing, unconfident, cut by the
 field of view) is reported as failed with its reason and the other side goes on:
 
-    1 Left hippocampus anterior    2 Left hippocampus posterior
+    1 Left hippocampus anterior    2 Left hippocampus posterior    (hippocampus-lunet)
     3 Right hippocampus anterior   4 Right hippocampus posterior
+    17 Left hippocampus            53 Right hippocampus            (hippocampus-whole-lunet,
+                                                                    FreeSurfer's values: side_label_table)
 
 Left and right come from the MNI template's sides mapped through the registration, i.e. from
 physical (RAS) space, never from array order.
