@@ -23,9 +23,9 @@ import torch
 
 from torch.nn import functional as F
 
-from ..runtime.model import NetworkConfig, build_network, count_parameters
+from ..runtime.model import NetworkConfig, build_network
 from .localizer_synth import HeadConfig, HeadGenerator
-from .resumable import resume_state, save_state
+from .resumable import resume_state, run_summary, save_state
 from .train import _save
 
 # LUnet with a thin full-resolution level: 8 channels at every coarse level (the LUnet rule),
@@ -150,14 +150,9 @@ def main(argv=None) -> int:
             last_save = time.time()
     state["seconds"] = time.time() - started
     record(loss)
-    summary = {
-        "network": NETWORK, "parameters": count_parameters(network), "synth": config.to_dict(), "batch_size": args.batch_size,
-        "loss": f"cross-entropy weighted {list(CLASS_WEIGHTS)} + soft Dice of classes 1-3 (steps before 100: unweighted)",
-        "learning_rate": args.learning_rate, "seed": args.seed, "device": str(device), "minutes": round(state["seconds"] / 60, 2),
-        "steps": state["step"], "samples": state["step"] * args.batch_size,
-        "split": {"train_subjects": [s for s in sorted(subjects) if s not in held_out], "validation_subjects": held_out},
-        "validation": {"samples": args.validation_samples, "seed": 1234}, "best": state["best"], "history": state["history"],
-    }
+    summary = run_summary(NETWORK, network, config.to_dict(), args, device, state,
+                          [s for s in sorted(subjects) if s not in held_out], held_out,
+                          loss=f"cross-entropy weighted {list(CLASS_WEIGHTS)} + soft Dice of classes 1-3")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"done: {state['step']} steps, best {state['best']}")
     return 0

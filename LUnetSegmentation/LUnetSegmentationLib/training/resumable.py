@@ -26,3 +26,18 @@ def resume_state(path: Path, network, optimiser, generator: torch.Generator, sta
     generator.set_state(saved["generator"].cpu() if torch.device(device).type == "cpu" else saved["generator"])
     print(f"resumed at step {saved['state']['step']} ({saved['state']['seconds'] / 60:.1f} min done)")
     return saved["state"]
+
+
+def run_summary(network_description: dict, network, data_config: dict, args, device, state: dict,
+                train_subjects, validation_subjects, **extra) -> dict:
+    """The record a run leaves in summary.json (publish scripts copy it into the model card):
+    the network, the data recipe, the optimiser's settings, time, steps, split and history."""
+    from ..runtime.model import count_parameters
+
+    return {
+        "network": network_description, "parameters": count_parameters(network), "synth": data_config, **extra,
+        "batch_size": args.batch_size, "learning_rate": args.learning_rate, "seed": args.seed, "device": str(device),
+        "minutes": round(state["seconds"] / 60, 2), "steps": state["step"], "samples": state["step"] * args.batch_size,
+        "split": {"train_subjects": list(train_subjects), "validation_subjects": list(validation_subjects)},
+        "validation": {"samples": args.validation_samples, "seed": 1234}, "best": state["best"], "history": state["history"],
+    }

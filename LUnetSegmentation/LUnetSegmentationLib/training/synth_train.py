@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..runtime.model import NetworkConfig, build_network, count_parameters
+from ..runtime.model import NetworkConfig, build_network
 from .synth import SynthConfig, SyntheticGenerator
-from .resumable import resume_state, save_state
+from .resumable import resume_state, run_summary, save_state
 from .train import _save, dice_ce_loss
 
 NETWORK = {"architecture": "LUnet", "width": 16, "levels": 4, "convs_per_level": 2, "num_classes": 2, "dropout": 0.005}
@@ -160,13 +160,8 @@ def main(argv=None) -> int:
         state["best"] = {"dice": dice, "step": state["step"]}
         _save(network.state_dict(), out / "best.pt")
     save_state(checkpoint, network, optimiser, generator, state)
-    summary = {
-        "network": NETWORK, "parameters": count_parameters(network), "synth": config.to_dict(),
-        "initialised_from": init, "batch_size": args.batch_size, "learning_rate": args.learning_rate, "seed": args.seed,
-        "device": str(device), "minutes": round(state["seconds"] / 60, 2), "steps": state["step"],
-        "samples": state["step"] * args.batch_size, "split": {"train_subjects": [s for s in subjects if s not in held_out], "validation_subjects": held_out},
-        "validation": {"samples": args.validation_samples, "seed": 1234}, "best": state["best"], "history": state["history"],
-    }
+    summary = run_summary(NETWORK, network, config.to_dict(), args, device, state,
+                          [s for s in subjects if s not in held_out], held_out, initialised_from=init)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"done: {state['step']} steps, best synthetic validation Dice {state['best']['dice']:.4f} at step {state['best']['step']}")
     return 0
