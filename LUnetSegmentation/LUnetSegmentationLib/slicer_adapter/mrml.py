@@ -377,17 +377,7 @@ def newSegmentationNode(volumeNode, name: str | None = None):
     )
     node.CreateDefaultDisplayNodes()
     node.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
-    hierarchy = scene.GetSubjectHierarchyNode()
-    if hierarchy is not None:
-        # In Slicer every node gets a hierarchy item when added (the Qt plugin handler does
-        # it); headless nobody does, so create the missing items here.
-        volume_item = hierarchy.GetItemByDataNode(volumeNode)
-        parent = hierarchy.GetItemParent(volume_item) if volume_item else hierarchy.GetSceneItemID()
-        node_item = hierarchy.GetItemByDataNode(node)
-        if node_item:
-            hierarchy.SetItemParent(node_item, parent)
-        else:
-            hierarchy.CreateItem(parent, node)
+    _place_next_to(node, volumeNode)
     return node
 
 
@@ -633,6 +623,9 @@ def writeVolumeTable(segmentationNode, specs, volumes: dict, sideVolumes: dict, 
 
 
 def _place_next_to(node, sibling) -> None:
+    """Put `node` under the same subject hierarchy parent as `sibling`. In Slicer every node gets
+    a hierarchy item when added (the Qt plugin handler does it); headless nobody does, so a
+    missing item is created here."""
     hierarchy = node.GetScene().GetSubjectHierarchyNode()
     if hierarchy is None:
         return
