@@ -38,3 +38,12 @@ def test_no_checkpoint_keeps_the_fresh_state(tmp_path):
     network, optimiser, generator = _parts(0)
     fresh = {"step": 0, "seconds": 0.0}
     assert resume_state(tmp_path / "absent.pt", network, optimiser, generator, fresh, "cpu") is fresh
+
+
+def test_the_split_holds_out_the_last_subjects_with_all_their_rows():
+    from LUnetSegmentationLib.training.resumable import split_by_subject
+
+    subjects = ["s03", "s01", "s03", "s02", "s04", "s04"]  # crops: two rows a subject; heads: one
+    train, validation, train_subjects, held_out = split_by_subject(subjects, 2)
+    assert held_out == ["s03", "s04"] and train_subjects == ["s01", "s02"]
+    assert train.tolist() == [1, 3] and validation.tolist() == [0, 2, 4, 5]

@@ -31,6 +31,7 @@ import torch
 from LUnetSegmentationLib.runtime import localizer as L
 from LUnetSegmentationLib.runtime.localize import BOX_MM, LocalizationError
 from LUnetSegmentationLib.training.localizer_synth import HeadConfig, HeadGenerator
+from LUnetSegmentationLib.training.resumable import split_by_subject
 from LUnetSegmentationLib.training.synth_pathology import PathologyConfig
 
 VARIANTS = {
@@ -146,9 +147,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     data = np.load(args.heads)
-    subjects = data["subjects"].tolist()
-    held_out = sorted(subjects)[-args.validation_subjects:]
-    rows = [i for i, s in enumerate(subjects) if s in held_out]
+    _, rows, _, held_out = split_by_subject(data["subjects"], args.validation_subjects)
     thresholds = None if args.thresholds is None else {"min_mean_probability": args.thresholds[0], "min_volume_mm3": args.thresholds[1]}
     results = []
     for variant in args.variants:

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from ..runtime.model import NetworkConfig, build_network
 from .localizer_synth import HeadConfig, HeadGenerator
-from .resumable import resume_state, run_summary, save_state
+from .resumable import resume_state, run_summary, save_state, split_by_subject, training_device
 from .train import _save
 
 # LUnet with a thin full-resolution level: 8 channels at every coarse level (the LUnet rule),
@@ -72,16 +72,13 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    device = training_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = np.load(args.heads)
-    subjects = data["subjects"].tolist()
-    held_out = sorted(subjects)[-args.validation_subjects:]
-    train_rows = [i for i, s in enumerate(subjects) if s not in held_out]
-    val_rows = [i for i, s in enumerate(subjects) if s in held_out]
+    train_rows, val_rows, train_subjects, held_out = split_by_subject(data["subjects"], args.validation_subjects)
     config = HeadConfig()
     train_gen = HeadGenerator(data["heads"][train_rows], data["values"], config, device)
     val_gen = HeadGenerator(data["heads"][val_rows], data["values"], config, device)
@@ -151,7 +148,7 @@ def main(argv=None) -> int:
     state["seconds"] = time.time() - started
     record(loss)
     summary = run_summary(NETWORK, network, config.to_dict(), args, device, state,
-                          [s for s in sorted(subjects) if s not in held_out], held_out,
+                          train_subjects, held_out,
                           loss=f"cross-entropy weighted {list(CLASS_WEIGHTS)} + soft Dice of classes 1-3")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"done: {state['step']} steps, best {state['best']}")

@@ -1,13 +1,32 @@
-"""The resumable state of a time-budgeted training run (synth_train, localizer_train): network,
-optimiser, the random generator that draws the synthetic data, and the run's own record
-(step, seconds, best, history), in one checkpoint written atomically."""
+"""What the time-budgeted training runs (synth_train, localizer_train) share: the device, the
+split of label maps by subject, and the resumable state (network, optimiser, the random
+generator that draws the synthetic data, the run's own record) in one checkpoint written
+atomically, and the record left in summary.json. torch and numpy only: a lent GPU has neither
+SimpleITK nor the runtime's other needs."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .train import _save
+
+
+def training_device(name: str) -> torch.device:
+    """"auto": the GPU when torch sees one, else the CPU; any other name as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def split_by_subject(subjects, held_out_count: int):
+    """(training rows, validation rows, training subjects, held-out subjects) of per-row subject
+    names: the last `held_out_count` subjects in sorted order are held out, with all their rows."""
+    names = sorted(set(np.asarray(subjects).tolist()))
+    held_out = names[-held_out_count:]
+    validation = np.isin(np.asarray(subjects), held_out)
+    return np.flatnonzero(~validation), np.flatnonzero(validation), [n for n in names if n not in held_out], held_out
 
 
 def save_state(path: Path, network, optimiser, generator: torch.Generator, state: dict) -> None:

@@ -28,7 +28,7 @@ import torch
 
 from ..runtime.model import NetworkConfig, build_network
 from .synth import SynthConfig, SyntheticGenerator
-from .resumable import resume_state, run_summary, save_state
+from .resumable import resume_state, run_summary, save_state, split_by_subject, training_device
 from .train import _save, dice_ce_loss
 
 NETWORK = {"architecture": "LUnet", "width": 16, "levels": 4, "convs_per_level": 2, "num_classes": 2, "dropout": 0.005}
@@ -76,16 +76,13 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    device = training_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = np.load(args.crops)
-    subjects = sorted(set(data["subjects"].tolist()))
-    held_out = subjects[-args.validation_subjects:]
-    train_rows = np.flatnonzero(~np.isin(data["subjects"], held_out))
-    val_rows = np.flatnonzero(np.isin(data["subjects"], held_out))
+    train_rows, val_rows, train_subjects, held_out = split_by_subject(data["subjects"], args.validation_subjects)
     config = SynthConfig()
     train_gen = SyntheticGenerator(data["crops"][train_rows], data["values"], config, device)
     val_gen = SyntheticGenerator(data["crops"][val_rows], data["values"], config, device)
@@ -161,7 +158,7 @@ def main(argv=None) -> int:
         _save(network.state_dict(), out / "best.pt")
     save_state(checkpoint, network, optimiser, generator, state)
     summary = run_summary(NETWORK, network, config.to_dict(), args, device, state,
-                          [s for s in subjects if s not in held_out], held_out, initialised_from=init)
+                          train_subjects, held_out, initialised_from=init)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"done: {state['step']} steps, best synthetic validation Dice {state['best']['dice']:.4f} at step {state['best']['step']}")
     return 0
