@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_synth_crops import load_ras  # noqa: E402
+from make_synth_crops import compact_labels, label_map_paths, load_ras  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -26,11 +26,8 @@ def main(argv=None) -> int:
     parser.add_argument("--maps", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "synthseg_label_maps"))
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / ".gpu" / "head_maps.npz"))
     args = parser.parse_args(argv)
-    paths = sorted(Path(args.maps).glob("training_seg_*.nii.gz"))
-    if not paths:
-        raise SystemExit(f"No training_seg_*.nii.gz label maps in {args.maps}")
     heads, subjects, icv, left, right = [], [], [], [], []
-    for path in paths:
+    for path in label_map_paths(args.maps):
         labels = load_ras(path)
         icv.append(int(((labels > 0) & (labels < 500)).sum()))
         left.append(int((labels == 17).sum()))
@@ -38,14 +35,10 @@ def main(argv=None) -> int:
         heads.append(labels[::2, ::2, ::2])
         subjects.append(path.name.split(".")[0])
         print(f"{path.name}: intracranial {icv[-1] / 1000:.0f} mL, hippocampus {left[-1]} / {right[-1]} mm3")
-    values = np.unique(np.concatenate([np.unique(h) for h in heads]))
-    if len(values) > 255:
-        raise SystemExit(f"{len(values)} distinct labels do not fit a uint8 index")
-    index = np.zeros(int(values.max()) + 1, dtype=np.uint8)
-    index[values] = np.arange(len(values), dtype=np.uint8)
+    stack, values = compact_labels(heads)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, heads=np.stack([index[h] for h in heads]), values=values.astype(np.int32), subjects=np.array(subjects),
+    np.savez_compressed(out, heads=stack, values=values, subjects=np.array(subjects),
                         icv_mm3=np.array(icv), left_mm3=np.array(left), right_mm3=np.array(right), spacing_mm=2.0)
     print(f"{len(heads)} heads {heads[0].shape} at 2 mm with {len(values)} labels -> {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

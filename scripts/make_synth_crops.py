@@ -47,31 +47,41 @@ def crop_around(labels: np.ndarray, value: int) -> np.ndarray:
     return out
 
 
+def label_map_paths(folder) -> list[Path]:
+    """The label maps in `folder`, sorted by name, or SystemExit saying none is there."""
+    paths = sorted(Path(folder).glob("training_seg_*.nii.gz"))
+    if not paths:
+        raise SystemExit(f"No training_seg_*.nii.gz label maps in {folder}")
+    return paths
+
+
+def compact_labels(arrays) -> tuple[np.ndarray, np.ndarray]:
+    """(the arrays renumbered to a shared compact uint8 index, stacked; index -> label value)."""
+    values = np.unique(np.concatenate([np.unique(a) for a in arrays]))
+    if len(values) > 255:
+        raise SystemExit(f"{len(values)} distinct labels do not fit a uint8 index")
+    index = np.zeros(int(values.max()) + 1, dtype=np.uint8)
+    index[values] = np.arange(len(values), dtype=np.uint8)
+    return np.stack([index[a] for a in arrays]), values.astype(np.int32)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--maps", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "synthseg_label_maps"))
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / ".gpu" / "synth_crops.npz"))
     args = parser.parse_args(argv)
-    paths = sorted(Path(args.maps).glob("training_seg_*.nii.gz"))
-    if not paths:
-        raise SystemExit(f"No training_seg_*.nii.gz label maps in {args.maps}")
     crops, subjects, sides = [], [], []
-    for path in paths:
+    for path in label_map_paths(args.maps):
         labels = load_ras(path)
         for side, value in HIPPOCAMPUS.items():
             crops.append(crop_around(labels, value))
             subjects.append(path.name.split(".")[0])
             sides.append(side)
         print(f"{path.name}: hippocampus voxels left {int((labels == 17).sum())}, right {int((labels == 53).sum())}")
-    values = np.unique(np.concatenate([np.unique(c) for c in crops]))
-    if len(values) > 255:
-        raise SystemExit(f"{len(values)} distinct labels do not fit a uint8 index")
-    index = np.zeros(int(values.max()) + 1, dtype=np.uint8)
-    index[values] = np.arange(len(values), dtype=np.uint8)
-    stack = np.stack([index[c] for c in crops])
+    stack, values = compact_labels(crops)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, crops=stack, values=values.astype(np.int32), subjects=np.array(subjects), sides=np.array(sides))
+    np.savez_compressed(out, crops=stack, values=values, subjects=np.array(subjects), sides=np.array(sides))
     print(f"{len(crops)} crops {stack.shape[1:]} with {len(values)} labels -> {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
