@@ -50,3 +50,12 @@ def test_model_cards_name_no_machine_path():
     assert cards
     for card in cards:
         assert machine_paths(card.read_text()) == [], card.name
+
+
+def test_results_files_name_no_machine_path():
+    """The JSON results behind the page record their commands relative to the repository too, so
+    a reader can run them as written."""
+    files = sorted((REPO / "docs" / "results").rglob("*.json"))
+    assert files
+    for path in files:
+        assert machine_paths(path.read_text()) == [], path.name
