@@ -91,3 +91,16 @@ def run_measuring_peak(command, **kwargs) -> tuple[int, str, int]:
     done = subprocess.run([sys.executable, "-c", _PEAK_LAUNCHER, *map(str, command)], capture_output=True, **kwargs)
     report = json.loads(done.stderr.decode().strip().splitlines()[-1])
     return report["exit"], done.stdout.decode(errors="replace"), report["peak_bytes"]
+
+
+def copied_cases(hippocampus_dir, folder, cases) -> list:
+    """Copies of Decathlon images `cases` in a new `folder` (a batch writes beside nothing of
+    the shared data): their paths, in order."""
+    import shutil
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir()
+    for case in cases:
+        shutil.copy(Path(hippocampus_dir) / "imagesTr" / f"{case}.nii.gz", folder / f"{case}.nii.gz")
+    return [folder / f"{case}.nii.gz" for case in cases]

@@ -4,11 +4,10 @@ leaves complete files only, a summary of what was done, and a command that finis
 from __future__ import annotations
 
 import csv
-import shutil
 
 import pytest
 
-from lunet_test_helpers import PARTS_MODEL
+from lunet_test_helpers import PARTS_MODEL, copied_cases
 from LUnetSegmentationLib.files import batch
 from LUnetSegmentationLib.apps import cli
 from LUnetSegmentationLib.runtime.preprocess import InputError
@@ -18,11 +17,7 @@ CASES = ["hippocampus_001", "hippocampus_011", "hippocampus_037"]
 
 @pytest.fixture
 def inputs(hippocampus_dir, tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for case in CASES:
-        shutil.copy(hippocampus_dir / "imagesTr" / f"{case}.nii.gz", folder / f"{case}.nii.gz")
-    return [folder / f"{case}.nii.gz" for case in CASES]
+    return copied_cases(hippocampus_dir, tmp_path / "in", CASES)
 
 
 def _summary(out):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lunet_test_helpers import PARTS_MODEL
+from lunet_test_helpers import PARTS_MODEL, copied_cases
 from LUnetSegmentationLib.apps import cli
 from LUnetSegmentationLib.files import batch
 from LUnetSegmentationLib.runtime.preprocess import InputError
@@ -25,11 +25,7 @@ CASES = ["hippocampus_001", "hippocampus_011"]
 
 @pytest.fixture
 def inputs(hippocampus_dir, tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for case in CASES:
-        shutil.copy(hippocampus_dir / "imagesTr" / f"{case}.nii.gz", folder / f"{case}.nii.gz")
-    return [folder / f"{case}.nii.gz" for case in CASES]
+    return copied_cases(hippocampus_dir, tmp_path / "in", CASES)
 
 
 def _summary(out: Path) -> dict:
