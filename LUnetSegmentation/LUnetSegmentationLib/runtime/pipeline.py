@@ -222,13 +222,10 @@ def drop_failed_sides(out: "LabelResult", failures: dict[str, str], name: str) -
         return
     kept = [side for side in out.side_volumes_mm3 if side not in failed]
     if not kept:
-        side = next(iter(failed))
+        which = "hippocampus" if len(failed) > 1 else f"{next(iter(failed))} hippocampus"
         raise InputError(
-            f"No hippocampus was found with confidence in {name!r} ({'; '.join(failed.values())}). Check that the volume "
-            "is an MRI of a head that the model's card says it was trained for, or place a region of interest around "
-            f"the hippocampus by hand." if len(failed) > 1 else
-            f"No {side} hippocampus was found with confidence in {name!r} ({failed[side]}). Check that the volume is an "
-            "MRI of a head that the model's card says it was trained for, or place a region of interest around the "
+            f"No {which} was found with confidence in {name!r} ({'; '.join(failed.values())}). Check that the volume is "
+            "an MRI of a head that the model's card says it was trained for, or place a region of interest around the "
             "hippocampus by hand.")
     array = sitk.GetArrayFromImage(out.labels)
     for spec in out.specs:
