@@ -76,10 +76,7 @@ class LabelClasses:
                 raise ValueError(f"none of the label values {wanted} or {fallback} is in the table")
             return int(found[0])
 
-        self.hippocampus = indices(HIPPOCAMPUS_VALUES)
-        self.ventricles = indices(VENTRICLE_VALUES)
-        self.growth_sources = indices(GROWTH_SOURCE_VALUES)
-        self.brain = indices(values[(values > 0) & (values < 500)])
+        self.hippocampus = indices(HIPPOCAMPUS_VALUES)  # compact indices of the two sides' labels
         self.csf = one((CSF_VALUE,), (4, 43, 5, 44))
         self.horn = one(TEMPORAL_HORN_VALUES, (CSF_VALUE, 4, 43))
         self.lesion = one((LESION_VALUE,), ())
