@@ -141,3 +141,24 @@ def test_results_page_shows_real_findings_and_draws_the_plot(tmp_path):
     page = (tmp_path / "RESULTS.md").read_text()
     assert "Not run yet" not in page and "350x fewer parameters" in page and "lunet_w4" in page
     assert "Reduced budget" in page  # 1 epoch: the page must say the networks are undertrained
+
+
+def test_convergence_flags_reach_the_full_trainings_only():
+    args = paper_findings.parse_args(["--data", "x.npz", "--epochs", "600", "--patience", "50", "--min-epochs", "200"])
+    config = paper_findings.base_config(args, seed=1)
+    assert (config.epochs, config.patience_epochs, config.min_epochs, config.validate_every) == (600, 50, 200, 5)
+    fixed = paper_findings.base_config(paper_findings.parse_args(["--data", "x.npz", "--epochs", "30"]), seed=1)
+    assert (fixed.patience_epochs, fixed.validate_every) == (0, 30)  # a fixed budget validates once, at the end
+
+
+def test_results_page_states_the_convergence_rule_and_when_the_trainings_stopped():
+    point = {"parameters": 1000, "channels": [2, 2], "mean_dice": {"mean": 0.8, "std": 0.01, "n": 3},
+             "per_label": {"1": {"mean": 0.8, "std": 0.0, "n": 3}, "2": {"mean": 0.8, "std": 0.0, "n": 3}}, "seeds": 3}
+    result = {"meta": {"smoke": False, "command": "python experiments/paper_findings.py ...", "device": "cuda", "epochs": 600,
+                       "patience": 50, "min_epochs": 200, "finetune_epochs": 40, "seeds": [0, 1, 2], "levels": 5,
+                       "dice": "validation"},
+              "finding1": {"unet_w4": {**point, "parameters": 350000, "epochs_trained": [260, 310, 245]},
+                           "lunet_w4": {**point, "epochs_trained": [200, 415, 230]}}}
+    page = "\n".join(results_page.findings_section(result, plot=None))
+    assert "Reduced budget" not in page
+    assert "at least 200 epochs" in page and "not improved for 50" in page and "after 200-415 epochs" in page

@@ -8,7 +8,7 @@ from LUnetSegmentationLib.training.augment import AugmentConfig, augment_batch
 from LUnetSegmentationLib.training.cache import split_cases
 from LUnetSegmentationLib.training.data import build_cache, find_cases
 from LUnetSegmentationLib.runtime.preprocess import PreprocessingConfig
-from LUnetSegmentationLib.training.train import TrainConfig, train
+from LUnetSegmentationLib.training.train import TrainConfig, converged, train
 
 
 def small_config(epochs):
@@ -57,3 +57,29 @@ def test_augmentation_keeps_labels_aligned_with_anatomy():
     assert aug_labels.sum() > 0.5 * labels.sum()
     assert float(inside.mean()) > 0.8
     assert not torch.equal(aug_labels, labels)  # it did move
+
+
+def test_patience_stops_a_training_that_no_longer_improves_and_resume_keeps_it_stopped(hippocampus_dir, tmp_path):
+    # Learning rate 0: the weights never change, so validation Dice is best at the first
+    # validation and never improves. Patience 2 with at least 4 epochs must stop at epoch 4 of 20.
+    cases = find_cases(hippocampus_dir)[:8]
+    cache = build_cache(hippocampus_dir, tmp_path / "cache.npz", PreprocessingConfig(), cases=cases)
+    torch.set_num_threads(2)
+    config = small_config(20)
+    config.learning_rate, config.patience_epochs, config.min_epochs = 0.0, 2, 4
+    summary = train(cache, config, tmp_path / "run", device="cpu", quiet=True)
+    assert [h["epoch"] for h in summary["history"]] == [1, 2, 3, 4]
+    assert summary["stopped_early"] is True and summary["epochs_trained"] == 4
+    assert summary["best"]["epoch"] == 1
+    again = train(cache, config, tmp_path / "run", device="cpu", quiet=True)  # resumed: already converged
+    assert len(again["history"]) == 4 and again["stopped_early"] is True
+
+
+def test_without_patience_a_training_never_stops_early():
+    config = TrainConfig()
+    assert not converged(config, 500, {"epoch": 1, "mean_dice": 0.5})
+    config.patience_epochs, config.min_epochs = 50, 200
+    assert not converged(config, 199, {"epoch": 1})  # never before min_epochs
+    assert not converged(config, 249, {"epoch": 200})
+    assert converged(config, 250, {"epoch": 200})
+    assert not converged(config, 250, {"mean_dice": -1.0})  # no validation yet

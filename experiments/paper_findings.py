@@ -2,6 +2,9 @@
 
     PYTHONPATH=LUnetSegmentation python experiments/paper_findings.py --data CACHE.npz|DIR \
         --epochs 300 --finetune-epochs 60 [--device cuda]
+    # to convergence: each full training stops 50 epochs after its best validation Dice, not
+    # before epoch 200, at the latest at --epochs
+    ... --epochs 600 --patience 50 --min-epochs 200 --validate-every 5
 
 1. LUnet vs the standard (doubling) Unet at several constant widths, same depth and training.
 2. Pruning the trained standard Unet: data-driven (BatchNorm scale, prune + fine-tune,
@@ -13,7 +16,8 @@ Every network is trained by `LUnetSegmentationLib.training.train.train` with one
 differs only in its network, for each seed. The seed also picks the train/validation split
 (`cache.split_cases`), so for a given seed every model sees the same split; the spread over
 seeds includes the split. The reported Dice is that of the final model on its validation
-cases (no best-epoch selection, which would flatter the result), per label, without mirroring.
+cases (no best-epoch selection, which would flatter the result), per label, without mirroring;
+with --patience the validation Dice decides only when a training stops.
 
 Resumable: every training has its own folder under --work; a finished one (summary.json
 with the requested epochs) is skipped and an interrupted one resumes from its checkpoint,
@@ -58,6 +62,11 @@ def parse_args(argv=None):
     parser.add_argument("--plot", default="docs/results/dice_vs_params.png", help="'' to skip")
     parser.add_argument("--config", default=None, help="base TrainConfig (file or configs/ name); network is overridden")
     parser.add_argument("--epochs", type=int, default=300, help="budget knob: epochs of every full training")
+    parser.add_argument("--patience", type=int, default=0,
+                        help="stop a full training once validation Dice has not improved for this many epochs "
+                             "(0: off); --epochs is then a cap")
+    parser.add_argument("--min-epochs", type=int, default=0, help="with --patience: never stop before this many epochs")
+    parser.add_argument("--validate-every", type=int, default=5, help="with --patience: epochs between validations")
     parser.add_argument("--finetune-epochs", type=int, default=0, help="epochs after each pruning step (0: epochs/5)")
     parser.add_argument("--finetune-lr-factor", type=float, default=0.3)
     parser.add_argument("--prune-steps", type=int, default=6)
@@ -128,6 +137,11 @@ def base_config(args, seed: int) -> TrainConfig:
     config.warmup_epochs = min(config.warmup_epochs, args.epochs // 10)
     config.seed = seed
     config.validate_every = args.epochs  # validate the final model only: cheaper, no selection
+    if args.patience:
+        # Convergence: validation decides when to stop, but the model reported is still the
+        # last one, not the best, so the reported Dice is not picked on the validation cases.
+        config.patience_epochs, config.min_epochs = args.patience, args.min_epochs
+        config.validate_every = args.validate_every
     config.max_cases = args.max_cases
     config.time_budget_minutes = 0.0
     if args.batch_size:
@@ -161,7 +175,8 @@ def run_training(args, cache: Path, folder: Path, config: TrainConfig, start=Non
     last = done["history"][-1]
     return {"parameters": done["parameters"], "channels": config.network.level_channels(),
             "per_label": {str(k): v for k, v in last["per_label"].items()}, "mean_dice": last["mean_dice"],
-            "epochs": config.epochs, "seconds": done["seconds"], "validation_cases": done["validation_cases"]}
+            "epochs": done.get("epochs_trained", config.epochs), "stopped_early": done.get("stopped_early", False),
+            "seconds": done["seconds"], "validation_cases": done["validation_cases"]}
 
 
 def load_trained(folder: Path, config: NetworkConfig, device) -> torch.nn.Module:
@@ -175,6 +190,7 @@ def run_pruning(args, cache: Path, work: Path, seed: int, unet: NetworkConfig, d
     finetune = base_config(args, seed)
     finetune.epochs = args.finetune_epochs or max(1, args.epochs // 5)
     finetune.validate_every = finetune.epochs
+    finetune.patience_epochs = finetune.min_epochs = 0  # a fixed budget, equal for every strategy
     finetune.warmup_epochs = 0
     finetune.learning_rate *= args.finetune_lr_factor
     origin = work / f"unet_w{args.unet_width}_s{seed}"
@@ -215,6 +231,7 @@ def aggregate(rows: list[dict]) -> dict:
         "mean_dice": mean_std([r["mean_dice"] for r in rows]),
         "per_label": {label: mean_std([r["per_label"][label] for r in rows]) for label in labels},
         "seeds": len(rows),
+        "epochs_trained": [r["epochs"] for r in rows],
     }
 
 
@@ -309,6 +326,8 @@ def write_results(args, argv, started, device, runs, pruned, models, final: bool
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "seeds": args.seeds,
             "epochs": args.epochs,
+            "patience": args.patience,
+            "min_epochs": args.min_epochs if args.patience else None,
             "finetune_epochs": args.finetune_epochs or max(1, args.epochs // 5),
             "prune_steps": args.prune_steps,
             "prune_fraction": args.prune_fraction,

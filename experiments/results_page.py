@@ -32,9 +32,12 @@ CPU_FINDINGS_COMMAND = (
 )
 NOTES = RESULTS / "paper_findings_notes.md"  # the reading of the numbers, written by a person
 CONVERGED_EPOCHS = 100  # the shipped model peaked at epoch 150 (batch 16); far fewer is undertrained
+# Issue 26's convergence rule: every full training runs at least 200 epochs and stops once
+# validation Dice has not improved for 50 (600 at most); resumable across lent-GPU calls.
 GPU_FINDINGS_COMMAND = (
-    "PYTHONPATH=LUnetSegmentation python experiments/paper_findings.py --data .gpu/cache.npz "
-    "--epochs 30 --finetune-epochs 6 --prune-steps 4 --batch-size 32 --device cuda --jobs 3"
+    "PYTHONPATH=LUnetSegmentation python experiments/paper_findings.py --data .gpu/cache.npz --work runs/pf_converged "
+    "--epochs 600 --patience 50 --min-epochs 200 --validate-every 5 --finetune-epochs 40 --prune-steps 4 "
+    "--batch-size 32 --device cuda --jobs 3"
 )
 
 
@@ -282,7 +285,13 @@ def findings_section(result: dict, plot: Path | None) -> list[str]:
              f"{meta['finetune_epochs']} after each pruning step, seeds {meta['seeds']}, {meta['levels']} levels). "
              f"Dice in %: {meta['dice']}; mean ± standard deviation over seeds.", ""]
     config = meta.get("train_config", {})
-    if meta["epochs"] < CONVERGED_EPOCHS:
+    if meta.get("patience"):
+        trained = [n for m in result["finding1"].values() for n in m.get("epochs_trained", [])]
+        span = f"{min(trained)}-{max(trained)}" if trained else "?"
+        lines += [f"Trained to convergence: every full training ran at least {meta['min_epochs']} epochs and stopped "
+                  f"once validation Dice had not improved for {meta['patience']} (at most {meta['epochs']}); they "
+                  f"stopped after {span} epochs. The Dice reported is the last model's.", ""]
+    elif meta["epochs"] < CONVERGED_EPOCHS:
         batch = config.get("batch_size", "?")
         lines += [f"**Reduced budget: no network here is trained to convergence.** Each saw {meta['epochs']} epochs "
                   f"at batch {batch} (the shipped model reached its best Dice at epoch 150 at batch 16 on a GPU). "
@@ -294,7 +303,7 @@ def findings_section(result: dict, plot: Path | None) -> list[str]:
         lines += [NOTES.read_text().strip(), ""]
     lines += ["Commands (resumable: rerun the same command to continue):", "",
               f"- reduced CPU run (as above, about 2 hours on 2 cores): `{CPU_FINDINGS_COMMAND}`",
-              f"- GPU run (estimated 8-12 minutes on one H200): `{GPU_FINDINGS_COMMAND}`",
+              f"- GPU run to convergence (estimated 20-30 minutes on one H200 from its training-step time, so two or three 15-minute loans; each call resumes): `{GPU_FINDINGS_COMMAND}`",
               "- then `python experiments/results_page.py` redraws this page and the plot.", ""]
     if plot is not None:
         lines += [f"![Dice against parameters](results/{plot.name})", ""]
@@ -347,7 +356,7 @@ def placeholder_section() -> list[str]:
             "this page shows no Dice figures for them. The runner has only been smoke-tested (a few epochs, 1 seed, few "
             "cases), and those numbers are not findings.", "",
             "To produce them (resumable; rerun the same command to continue):", "",
-            f"- GPU (estimated 8-12 minutes on one H200, the three seeds in parallel): `{GPU_FINDINGS_COMMAND}`",
+            f"- GPU to convergence (the three seeds in parallel; estimated 20-30 minutes on one H200, so two or three 15-minute loans; each call resumes): `{GPU_FINDINGS_COMMAND}`",
             f"- reduced CPU run (estimated about 2 hours on 2 idle cores; 6 epochs leave the networks far from "
             f"converged, so prefer the GPU run): `{CPU_FINDINGS_COMMAND}`", "",
             "`.gpu/cache.npz` is the preprocessed hippocampus cache (208 cases; `train` writes one next to its output "

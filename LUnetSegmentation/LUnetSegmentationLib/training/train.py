@@ -44,6 +44,11 @@ class TrainConfig:
     # If > 0, shorten `epochs` after the first timed epoch so the run ends within this many
     # minutes (the learning-rate schedule follows the new length). Used on lent GPUs.
     time_budget_minutes: float = 0.0
+    # If > 0, stop once validation Dice has not improved for this many epochs, but not before
+    # `min_epochs`; `epochs` is then a cap that the learning-rate schedule still runs to.
+    # Training "to convergence" in the paper's sense; the model kept is still the last one.
+    patience_epochs: int = 0
+    min_epochs: int = 0
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -104,6 +109,13 @@ def _learning_rate(config: TrainConfig, epoch_float: float) -> float:
         return config.learning_rate * (epoch_float + 1e-3) / config.warmup_epochs
     progress = (epoch_float - config.warmup_epochs) / max(1, config.epochs - config.warmup_epochs)
     return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def converged(config: TrainConfig, epoch: int, best: dict) -> bool:
+    """The patience rule: `epoch` epochs done, the best validation `best["epoch"]` epochs in."""
+    if config.patience_epochs <= 0 or epoch < config.min_epochs or "epoch" not in best:
+        return False
+    return epoch - best["epoch"] >= config.patience_epochs
 
 
 def validate(network, cases: dict, ids: list[str], device, num_classes: int, mirror: bool = False) -> dict:
@@ -180,7 +192,8 @@ def train(
     started = time.time()
     running = torch.zeros((), device=device)
     epoch = start_epoch
-    while epoch < config.epochs:
+    stopped_early = converged(config, epoch, best)  # a resumed run that had already stopped
+    while epoch < config.epochs and not stopped_early:
         network.train()
         running.zero_()
         for step in range(steps_per_epoch):
@@ -227,6 +240,7 @@ def train(
                 bar.set_postfix(loss=f"{mean_loss:.3f}", val_dice=f"{scores['mean_dice']:.3f}")
             elif not quiet:
                 print(json.dumps(record), flush=True)
+            stopped_early = converged(config, epoch + 1, best)
         if bar is not None:
             bar.update(1)
         epoch += 1
@@ -239,6 +253,8 @@ def train(
         "validation_cases": len(validation_ids),
         "seconds": time.time() - started,
         "best": best,
+        "epochs_trained": history[-1]["epoch"] if history else epoch,
+        "stopped_early": stopped_early,
         "preprocessing": preprocessing,
         "history": history,
     }
