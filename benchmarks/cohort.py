@@ -63,7 +63,7 @@ def layout(root: Path, data: Path, count: int) -> list[str]:
         source = sources[(number - 1) % len(sources)]
         anat = root / f"sub-{number:03d}" / "anat"
         anat.mkdir(parents=True)
-        (anat / f"sub-{number:03d}_T1w.nii.gz").symlink_to(source)
+        (anat / f"sub-{number:03d}_T1w.nii.gz").symlink_to(source.resolve())  # a relative --data too
         used.append(str(source.relative_to(data)))
     return used
 
@@ -115,10 +115,10 @@ def stages(data: Path, count: int, device: str) -> dict:
     import torch
 
     from LUnetSegmentationLib.apps.bids import report
-    from LUnetSegmentationLib.runtime.localize import BOX_MM, localize
-    from LUnetSegmentationLib.runtime.pipeline import get_segmenter, label_image
-    from LUnetSegmentationLib.files.volumeio import readImage
     from LUnetSegmentationLib.files.volumeio import readImage, writeLabelmap
+    from LUnetSegmentationLib.runtime.localize import BOX_MM
+    from LUnetSegmentationLib.runtime.pipeline import get_segmenter, label_image
+    from LUnetSegmentationLib.runtime.wholebrain import find_hippocampi
 
     torch.set_num_threads(1)
     loaded = get_segmenter(None, device)
@@ -130,7 +130,7 @@ def stages(data: Path, count: int, device: str) -> dict:
             image = readImage(source)
             read = time.process_time() - clock
             clock = time.process_time()
-            localize(image, BOX_MM)
+            find_hippocampi(image, BOX_MM)  # as label_image localizes
             localization = time.process_time() - clock
             clock = time.process_time()
             result = label_image(image, loaded=loaded)  # localizes again, then the two crops through the network
@@ -151,42 +151,43 @@ def stages(data: Path, count: int, device: str) -> dict:
 
 
 def _prepare(path: str, threads: int) -> dict:
-    """On a CPU worker: read, localize, and the two aligned hippocampus crops (on the model's grid)."""
+    """On a CPU worker: read, localize as the shipped path does (wholebrain.find_hippocampi), and
+    the aligned crop of every side found (on the model's grid)."""
     from LUnetSegmentationLib.apps.bids import cohort
-    from LUnetSegmentationLib.runtime.localize import BOX_MM, localize
+    from LUnetSegmentationLib.runtime.localize import BOX_MM
     from LUnetSegmentationLib.files.volumeio import readImage
-    from LUnetSegmentationLib.runtime.wholebrain import SIDES, _aligned_crop
+    from LUnetSegmentationLib.runtime.wholebrain import SIDES, _aligned_crop, find_hippocampi
 
     segmenter = cohort.worker_model(None, "cpu", threads).segmenter  # for its preprocessing settings
     clock = time.process_time()
     image = readImage(path)
-    found = localize(image, BOX_MM)
-    crops = [_aligned_crop(image, found.centres_lps[side], found.rotation, BOX_MM, segmenter) for side in SIDES]
-    return {"image": image, "boxes": [found.boxes[side] for side in SIDES], "true": [c[0] for c in crops],
-            "canonical": [c[1] for c in crops], "cpu_s": time.process_time() - clock}
+    found = find_hippocampi(image, BOX_MM)
+    sides = [side for side in SIDES if side in found.boxes]
+    crops = [_aligned_crop(image, found.centres_lps[side], found.rotation, BOX_MM, segmenter) for side in sides]
+    return {"image": image, "sides": sides, "boxes": [found.boxes[side] for side in sides],
+            "true": [c[0] for c in crops], "canonical": [c[1] for c in crops], "cpu_s": time.process_time() - clock}
 
 
 def _canonical(prepared: dict) -> list:
     return prepared["canonical"]
 
 
-def _finish(prepared: dict, labels: list, out: str, offset: int) -> dict:
-    """On the CPU worker holding `prepared`: labels back onto the scan's grid, written as NIfTI."""
+def _finish(prepared: dict, labels: list, out: str) -> dict:
+    """On the CPU worker holding `prepared`: labels back onto the scan's grid with each side's
+    values (as segment_head writes them), written as NIfTI."""
     import numpy as np
     import SimpleITK as sitk
 
+    from LUnetSegmentationLib.apps.bids import cohort
     from LUnetSegmentationLib.files.volumeio import writeLabelmap
-    from LUnetSegmentationLib.runtime.wholebrain import _labels_to_box, keep_largest_component
+    from LUnetSegmentationLib.runtime.wholebrain import _labels_to_box, keep_largest_component, place_side, side_output_values
 
     clock = time.process_time()
     image = prepared["image"]
+    output_values = side_output_values(cohort.worker_model(None, "cpu", 1).segmenter.card)
     result = np.zeros(image.GetSize()[::-1], dtype=np.uint8)
-    for number, (crop_labels, true_crop, box) in enumerate(zip(labels, prepared["true"], prepared["boxes"])):
-        side = _labels_to_box(keep_largest_component(crop_labels), true_crop, image, box)
-        region = tuple(slice(a, b) for a, b in zip(box[0][::-1], box[1][::-1]))
-        target = result[region]
-        write = (side > 0) & (target == 0)
-        target[write] = side[write] + offset * number  # right = the card's values + their count, as segment_head
+    for side, crop_labels, true_crop, box in zip(prepared["sides"], labels, prepared["true"], prepared["boxes"]):
+        place_side(result, side, _labels_to_box(keep_largest_component(crop_labels), true_crop, image, box), box, output_values)
     labels_image = sitk.GetImageFromArray(result)
     labels_image.CopyInformation(image)
     writeLabelmap(labels_image, out)
@@ -219,21 +220,22 @@ def batched(data: Path, count: int, device: str, workers: int, batch: int, check
         started = time.time()
         prepared = [client.submit(_prepare, path, 1, key=f"prepare-{i}", pure=False) for i, path in enumerate(paths)]
         crops = {client.submit(_canonical, p, key=f"crops-{i}", pure=False): i for i, p in enumerate(prepared)}
-        finished, network_s, batches = [], 0.0, []
+        finished, network_s, batches = {}, 0.0, []  # scan index -> its writing task (crops finish in any order)
         pending: list[tuple[int, list]] = []
 
         def run_batch():
             nonlocal network_s
             clock = time.time()
-            labels, _, _, _ = segmenter.segment_crops([crop for _, pair in pending for crop in pair])
+            labels, _, _, _ = segmenter.segment_crops([crop for _, scan_crops in pending for crop in scan_crops])
             if device != "cpu":
                 torch.cuda.synchronize()
             network_s += time.time() - clock
             batches.append(len(pending))
-            for number, (index, _) in enumerate(pending):
-                pair = labels[2 * number: 2 * number + 2]
-                finished.append(client.submit(_finish, prepared[index], pair, f"{tmp}/{index}.nii.gz",
-                                              len(segmenter.card.labels), pure=False))
+            first = 0
+            for index, scan_crops in pending:  # one crop per side found: usually two, one where a side failed
+                scan_labels = labels[first: first + len(scan_crops)]
+                first += len(scan_crops)
+                finished[index] = client.submit(_finish, prepared[index], scan_labels, f"{tmp}/{index}.nii.gz", pure=False)
             pending.clear()
 
         for future in as_completed(list(crops)):
@@ -243,21 +245,21 @@ def batched(data: Path, count: int, device: str, workers: int, batch: int, check
                 run_batch()
         if pending:
             run_batch()
-        results = client.gather(finished)
+        results = dict(zip(finished, client.gather(list(finished.values()))))
         wall = time.time() - started
         agreement = []
         for index in range(min(check, count)):  # the batched labels against the shipped path's
             reference = sitk.GetArrayFromImage(label_image(readImage(paths[index]), loaded=get_segmenter(None, device)).labels)
             mine = sitk.GetArrayFromImage(sitk.ReadImage(results[index]["out"]))
             agreement.append(round(float((mine == reference).mean()), 6))
-            agreement[-1] = {"scan": paths[index], "voxels_equal": agreement[-1],
+            agreement[-1] = {"scan": str(Path(paths[index]).relative_to(data)), "voxels_equal": agreement[-1],
                              "dice": round(float(2 * ((mine > 0) & (reference > 0)).sum() / max(1, (mine > 0).sum() + (reference > 0).sum())), 4)}
     return {
         "what": "whole heads, the network batched over subjects in this process (benchmarks/cohort.py --batched)",
         "device": device, "scans": count, "cpu_workers": workers, "batch_scans": batch, "batches": batches,
         "setup_seconds": round(setup, 1), "wall_seconds": round(wall, 1), "scans_per_second": round(count / wall, 3),
         "network_seconds": round(network_s, 2), "network_scans_per_second": round(count / network_s, 2) if network_s else None,
-        "worker_cpu_seconds_per_scan": round(statistics.mean(r["cpu_s"] for r in results), 2),
+        "worker_cpu_seconds_per_scan": round(statistics.mean(r["cpu_s"] for r in results.values()), 2),
         "check_against_label_image": agreement,
     }
 
@@ -277,8 +279,11 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=16, help="--batched: scans per network batch (2 crops each)")
     parser.add_argument("--check", type=int, default=2, help="--batched: compare this many scans with label_image")
     args = parser.parse_args(argv)
+    command = "python benchmarks/cohort.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.batched:
         result = batched(args.data, args.scans, args.device, args.workers[0], args.batch, args.check)
+        result.update(command=command, version=__version__,
+                      date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
         result["machine"] = {"cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
         if args.device != "cpu":
             import torch
@@ -290,6 +295,8 @@ def main(argv=None) -> int:
         return 0
     if args.stages:
         result = stages(args.data, args.stages, args.device)
+        result.update(command=command, version=__version__,
+                      date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
         result["machine"] = {"cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result["mean"]))
@@ -301,6 +308,7 @@ def main(argv=None) -> int:
             "what": "BIDS App participant stage (Dask LocalCluster, one single-threaded worker process per worker, one "
                     "torch thread each) on N whole-head T1 scans, then the group stage; benchmarks/cohort.py",
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": command,
             "version": __version__,
             "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
                         "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
@@ -314,6 +322,8 @@ def main(argv=None) -> int:
             run = measure(dataset, Path(tmp) / f"out-{workers}", workers, args.device)
             print(json.dumps({k: run[k] for k in ("workers", "ok", "scans_per_minute", "steady_scans_per_minute",
                                                     "cpu_seconds_per_scan", "peak_mb_per_worker")}), flush=True)
+            if run["failed"]:  # a rate over failed scans measures nothing
+                sys.exit(f"{len(run['failed'])} of {run['scans']} scans failed, e.g. {run['failed'][0]}")
             result["runs"].append(run)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

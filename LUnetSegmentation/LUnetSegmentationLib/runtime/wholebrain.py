@@ -79,6 +79,25 @@ def side_label_table(card) -> list[SegmentSpec]:
     return table
 
 
+def side_output_values(card) -> dict[tuple[str, int], int]:
+    """(side, the network's class value) -> the value written on the input grid (side_label_table's)."""
+    return {(spec.side, int(entry["value"])): spec.value
+            for spec, entry in zip(side_label_table(card), list(card.labels) * 2)}
+
+
+def place_side(out: np.ndarray, side: str, labels: np.ndarray, box, output_values: dict) -> None:
+    """Write one side's labels (the network's class values on the scan's index `box`) into the
+    whole-scan array `out` with that side's values; voxels the other side already holds stay."""
+    start, stop = box
+    target = out[tuple(slice(a, b) for a, b in zip(start[::-1], stop[::-1]))]
+    write = (labels > 0) & (target == 0)
+    lookup = np.zeros(256, dtype=np.uint8)
+    for (which, value), written in output_values.items():
+        if which == side:
+            lookup[value] = written
+    target[write] = lookup[labels[write]]
+
+
 def keep_largest_component(labels: np.ndarray) -> np.ndarray:
     """Zero every foreground voxel outside the largest 26-connected component of the
     foreground. One box holds one hippocampus; stray islands are false positives."""
@@ -199,9 +218,7 @@ def segment_head(
         raise InterruptedError("Segmentation cancelled")
     if progress is not None:
         progress(0.2)
-    # (side, the network's class value) -> the value written on the input grid
-    output_value = {(spec.side, int(entry["value"])): spec.value
-                    for spec, entry in zip(side_label_table(card), list(card.labels) * 2)}
+    output_values = side_output_values(card)
     out = np.zeros(image.GetSize()[::-1], dtype=np.uint8)
     notes = list(found.notes)
     device = segmenter.device
@@ -232,18 +249,10 @@ def segment_head(
             notes += result.notes
     for side in sides:
         labels = side_labels[side]
-        start, stop = found.boxes[side]
         if not labels.any():
             failed[side] = f"no {side} hippocampus was found in the region the localization chose"
             continue
-        region = tuple(slice(a, b) for a, b in zip(start[::-1], stop[::-1]))
-        target = out[region]
-        write = (labels > 0) & (target == 0)
-        lookup = np.zeros(256, dtype=np.uint8)
-        for (which, value), written in output_value.items():
-            if which == side:
-                lookup[value] = written
-        target[write] = lookup[labels[write]]
+        place_side(out, side, labels, found.boxes[side], output_values)
         side_volumes[side] = float(np.count_nonzero(labels)) * voxel
     if not side_volumes:
         raise LocalizationError(
