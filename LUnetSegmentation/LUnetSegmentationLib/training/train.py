@@ -254,7 +254,7 @@ def train(
         "seconds": time.time() - started,
         "best": best,
         "epochs_trained": history[-1]["epoch"] if history else epoch,
-        "stopped_early": stopped_early,
+        "stopped_early": stopped_early and epoch < config.epochs,  # before the cap
         "preprocessing": preprocessing,
         "history": history,
     }
