@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -162,3 +163,31 @@ def test_results_page_states_the_convergence_rule_and_when_the_trainings_stopped
     page = "\n".join(results_page.findings_section(result, plot=None))
     assert "Reduced budget" not in page
     assert "at least 200 epochs" in page and "not improved for 50" in page and "after 200-415 epochs" in page
+
+
+def test_the_gpu_script_runs_the_convergence_command_of_the_results_page():
+    script = (REPO / "scripts" / "gpu_measurements.sh").read_text()
+    default = script.split('FINDINGS_ARGS=${FINDINGS_ARGS:-"', 1)[1].split('"', 1)[0]
+    assert default and default in results_page.GPU_FINDINGS_COMMAND
+    assert "--work runs/pf_converged" in results_page.GPU_FINDINGS_COMMAND and "--work runs/pf_converged" in script
+    for name in ("gpu_measurements.sh", "stage_gpu_inputs.sh"):
+        subprocess.run(["bash", "-n", str(REPO / "scripts" / name)], check=True)  # parses
+
+
+def test_throughput_section_shows_the_measured_files_and_says_what_the_gpu_lacks(tmp_path, monkeypatch):
+    import throughput_section
+
+    cluster = {"command": "python benchmarks/cohort.py --scans 8", "scans": 8, "device": "cpu",
+               "model": {"id": "hippocampus-whole-lunet", "version": "1.1.0"}, "machine": {"cpus": 2, "load_average_at_start": [1.0]},
+               "runs": [{"workers": 1, "scans": 8, "ok": 8, "scans_per_minute": 35.3, "steady_scans_per_minute": 49.0,
+                         "cpu_seconds_per_scan": {"median": 1.83}, "peak_mb_per_worker": 752.1, "group_seconds": 0.4}]}
+    applied = {"command": "python benchmarks/module_apply.py", "device": "cpu", "parent": "scene",
+               "scans": [{"scan": "norm.nii.gz", "cold": {"wall_s": 1.3, "worker_cpu_s": 1.8},
+                          "warm_median": {"wall_s": 1.1, "worker_cpu_s": 1.5, "parent_cpu_s": 0.15}}]}
+    (tmp_path / "cohort_cpu.json").write_text(json.dumps(cluster))
+    (tmp_path / "module_apply_cpu.json").write_text(json.dumps(applied))
+    monkeypatch.setattr(throughput_section, "RESULTS", tmp_path)
+    page = "\n".join(throughput_section.throughput_section())
+    assert "| 1 | 8 of 8 | 35.3 | 49.0 | 1.83 | 752.1 | 0.4 |" in page
+    assert "| cpu | scene | norm.nii.gz | 1.3 | 1.8 | 1.1 | 1.5 | 0.15 |" in page and "`python benchmarks/module_apply.py`" in page
+    assert "GPU: not measured yet" in page and "gpu_measurements.sh throughput" in page
