@@ -144,3 +144,29 @@ def test_non_head_volumes_are_refused(kind):
     image.SetSpacing((1.6, 1.6, 1.6))
     with pytest.raises(LocalizationError, match="Neither hippocampus was found"):
         L.localize_learned(image, BOX_MM)
+
+
+def test_long_axis_pitch_reads_the_angle_of_an_elongated_cloud_and_pitched_turns_it_away():
+    from LUnetSegmentationLib.runtime.localizer import _pitched, long_axis_pitch
+
+    rng = np.random.default_rng(0)
+    # a brain-like ellipsoid of points: 85 mm half-length front to back, 60 across and up
+    points = rng.normal(size=(20000, 3)) * [60.0, 85.0, 60.0]
+    for degrees in (-40.0, -12.0, 0.0, 25.0):
+        angle = np.radians(degrees)
+        turn = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
+        cloud = points @ turn.T  # y (posterior) turned towards z (superior) by `degrees`
+        assert long_axis_pitch(cloud, np.eye(3)) == pytest.approx(degrees, abs=1.5)
+        frame = _pitched(np.eye(3), degrees - (-20.0))  # bring it to -20 degrees, as the runtime does
+        assert long_axis_pitch(cloud, frame) == pytest.approx(-20.0, abs=1.5)
+        assert np.allclose(frame.T @ frame, np.eye(3)) and np.linalg.det(frame) == pytest.approx(1.0)
+        assert np.allclose(frame[:, 0], [1, 0, 0])  # turned about the left-right axis only
+
+
+def test_the_card_records_the_training_heads_pose_that_crops_are_turned_to():
+    from LUnetSegmentationLib.runtime.localizer import load_card
+
+    pose = load_card().data["crop_pose"]
+    low, high = pose["training_heads_degrees"]["min"], pose["training_heads_degrees"]["max"]
+    assert low <= pose["pitch_degrees"] <= high and len(pose["training_heads_degrees"]["per_map"]) == 16
+    assert 0 < pose["max_correction_degrees"] <= 60

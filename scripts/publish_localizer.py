@@ -90,6 +90,12 @@ def main(argv=None) -> int:
     if args.evaluation:
         card["validation"] = [{k: v for k, v in json.loads(p.read_text()).items() if k != "rows"} | {"file": str(p)}
                               for p in args.evaluation]
+    if LOCALIZER_CARD.is_file():  # the crop pose belongs to the segmentation model's training heads, not these weights
+        previous = json.loads(LOCALIZER_CARD.read_text()).get("crop_pose")
+        if previous:
+            card["crop_pose"] = previous
+    if "crop_pose" not in card:
+        print("no crop_pose in the card: run scripts/measure_crop_pose.py --write, or crops keep the head's pitch")
     LOCALIZER_CARD.write_text(json.dumps(card, indent=1) + "\n")
     export(LOCALIZER_CARD, check_shapes=((1, 1, 64, 64, 64), (1, 1, 48, 80, 64)))
     print(f"wrote {LOCALIZER_CARD} and {weights_path} ({card['parameters']} parameters)")

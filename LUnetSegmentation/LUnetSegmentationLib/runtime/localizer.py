@@ -20,7 +20,10 @@ How:
 4. The intracranial volume is the summed probability of the three intracranial classes (mL),
    flagged when the intracranial space touches the edge of the field of view.
 Each side's crop box is centred on its hippocampus; its axes turn with the line between the two
-hippocampi (head yaw and roll), as the registration's rotation did.
+hippocampi (head yaw and roll), as the registration's rotation did, and about that line by the
+head's pitch: the long axis of the intracranial space is brought to the angle it has in the
+heads the segmentation network was trained on (the card's "crop_pose", measured by
+scripts/measure_crop_pose.py). Skipped when the field of view cuts the intracranial space.
 """
 from __future__ import annotations
 
@@ -188,6 +191,31 @@ def _crop_rotation(centres: dict) -> np.ndarray:
     return np.stack([x, y, z], axis=1)
 
 
+def long_axis_pitch(points_lps: np.ndarray, frame: np.ndarray) -> float:
+    """Angle in degrees of the long axis of a cloud of points (the intracranial space) in the
+    sagittal plane of `frame` (3x3, columns x left, y posterior, z superior in LPS), from y
+    towards z. Any head shape has a clear long axis there (front to back: variance 1.6-2.3x
+    that across), so the angle follows the head's pitch."""
+    sagittal = (np.asarray(points_lps, dtype=float) @ np.asarray(frame)[:, 1:3])
+    _, vectors = np.linalg.eigh(np.cov(sagittal.T))
+    major = vectors[:, 1] if vectors[0, 1] >= 0 else -vectors[:, 1]
+    return float(np.degrees(np.arctan2(major[1], major[0])))
+
+
+def _pitched(frame: np.ndarray, degrees: float) -> np.ndarray:
+    """`frame` turned about its own x axis by `degrees`, from y towards z: an axis at angle a in
+    `frame` (long_axis_pitch) is at a - degrees in the result."""
+    angle = np.radians(degrees)
+    x, y, z = frame.T
+    return np.stack([x, np.cos(angle) * y + np.sin(angle) * z, -np.sin(angle) * y + np.cos(angle) * z], axis=1)
+
+
+def _grid_points(grid: sitk.Image, mask: np.ndarray) -> np.ndarray:
+    """Physical LPS points of the grid voxels where `mask` (z, y, x) is true."""
+    index = np.argwhere(mask)[:, ::-1].astype(float)
+    return index @ (np.reshape(grid.GetDirection(), (3, 3)) * np.asarray(grid.GetSpacing())).T + np.asarray(grid.GetOrigin())
+
+
 def localize_learned(image: sitk.Image, box_mm, thresholds: dict | None = None) -> LearnedLocalization:
     """Boxes around each hippocampus found by the learned localizer (see the module doc).
     Raises LocalizerUnavailable when no localizer is installed, LocalizationError (an
@@ -231,6 +259,14 @@ def localize_learned(image: sitk.Image, box_mm, thresholds: dict | None = None) 
         centre_index = (where * weights[region][:, None]).sum(axis=0) / weights[region].sum()
         centres[side] = list(grid.TransformContinuousIndexToPhysicalPoint([float(v) for v in centre_index[::-1]]))
     rotation = _crop_rotation(centres)
+    pose = card.data.get("crop_pose", {})
+    if "pitch_degrees" in pose and not intracranial_cut and len(centres) == 2:
+        # Turn the crops about the left-right axis so the head's pitch matches the training
+        # heads': the segmentation network saw their poses (within its augmentation) only.
+        # Not when the field of view cuts the intracranial space: its long axis is then the cut's.
+        pitch = long_axis_pitch(_grid_points(grid, labels > 0), rotation) - float(pose["pitch_degrees"])
+        limit = float(pose.get("max_correction_degrees", 45.0))
+        rotation = _pitched(rotation, float(np.clip(pitch, -limit, limit)))
     for side, centre in centres.items():
         boxes[side] = box_around(image, np.asarray(centre), box_mm, rotation)
     notes = []
