@@ -269,3 +269,12 @@ def test_reference_is_resampled_when_grids_differ():
     flipped[0, 3] = 3.0  # x axis reversed: voxel i maps to 3 - i
     out = bench.resample_nearest(data, np.eye(4), (4, 4, 4), flipped)
     assert out[2, 2, 3] == 17 and out.sum() == 17
+
+
+def test_the_written_report_names_no_folder_of_this_machine(fake_run):
+    # The fake scans, CLI and peer live in pytest's temporary folder: the report must still say
+    # /path/to/..., as the committed docs/results/wholehead_cpu.json must.
+    _, report = fake_run
+    text = json.dumps(report)
+    assert "/tmp/" not in text and str(REPO) not in text
+    assert "/path/to/" in report["peer"]["command"]

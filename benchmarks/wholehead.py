@@ -717,7 +717,12 @@ def main(argv=None) -> int:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
+    # Paths as a reader can use them (relative to the repository, /path/to/... elsewhere), not
+    # this machine's folders: the results files are committed.
+    sys.path.insert(0, str(REPO / "experiments"))
+    from results_page import repository_relative
+
+    out.write_text(repository_relative(json.dumps(report, indent=1)) + "\n")
     print(f"wrote {out}")
     return 0 if all(r["rc"] == 0 for s in results for who in ("ours", "peer") if who in s for r in s[who]["runs"]) else 1
 
