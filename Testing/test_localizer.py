@@ -107,6 +107,9 @@ def test_finds_both_hippocampi_and_the_intracranial_volume_in_a_real_head(wholeb
     # bound of the intracranial volume, which exceeds it by that CSF (10-25 % in adults)
     brain_ml = float((labels > 0).sum()) * float(np.prod(image.GetSpacing())) / 1000
     assert brain_ml < found.intracranial_ml < 1.35 * brain_ml, (found.intracranial_ml, brain_ml)
+    # fs_norm's head sits at about +7 degrees of pitch, the training heads' median at -24.9: the
+    # crops are turned by about 32 degrees, and the summary (summary.json's details) says so
+    assert 25 < found.pitch_turn_degrees < 40 and found.summary()["pitch_turn_degrees"] == round(found.pitch_turn_degrees, 1)
 
 
 @needs_localizer

@@ -77,6 +77,7 @@ class LearnedLocalization:
     cpu_seconds: float
     notes: list = field(default_factory=list)
     method: str = "learned localizer"
+    pitch_turn_degrees: float | None = None  # how far the crops were turned for the head's pitch (None: not turned)
 
     def summary(self) -> dict:
         return {
@@ -90,6 +91,7 @@ class LearnedLocalization:
             "intracranial_cut": self.intracranial_cut,
             "seconds": round(self.seconds, 3),
             "cpu_seconds": round(self.cpu_seconds, 3),
+            "pitch_turn_degrees": None if self.pitch_turn_degrees is None else round(self.pitch_turn_degrees, 1),
         }
 
 
@@ -259,6 +261,7 @@ def localize_learned(image: sitk.Image, box_mm, thresholds: dict | None = None) 
         centre_index = (where * weights[region][:, None]).sum(axis=0) / weights[region].sum()
         centres[side] = list(grid.TransformContinuousIndexToPhysicalPoint([float(v) for v in centre_index[::-1]]))
     rotation = _crop_rotation(centres)
+    pitch_turn = None
     pose = card.data.get("crop_pose", {})
     if "pitch_degrees" in pose and not intracranial_cut and len(centres) == 2:
         # Turn the crops about the left-right axis so the head's pitch matches the training
@@ -266,7 +269,8 @@ def localize_learned(image: sitk.Image, box_mm, thresholds: dict | None = None) 
         # Not when the field of view cuts the intracranial space: its long axis is then the cut's.
         pitch = long_axis_pitch(_grid_points(grid, labels > 0), rotation) - float(pose["pitch_degrees"])
         limit = float(pose.get("max_correction_degrees", 45.0))
-        rotation = _pitched(rotation, float(np.clip(pitch, -limit, limit)))
+        pitch_turn = float(np.clip(pitch, -limit, limit))
+        rotation = _pitched(rotation, pitch_turn)
     for side, centre in centres.items():
         boxes[side] = box_around(image, np.asarray(centre), box_mm, rotation)
     notes = []
@@ -274,7 +278,8 @@ def localize_learned(image: sitk.Image, box_mm, thresholds: dict | None = None) 
         notes.append("The intracranial space reaches the edge of the field of view, so the intracranial volume "
                      f"({intracranial:.0f} mL) covers only the part inside it.")
     found = LearnedLocalization(boxes, centres, rotation.tolist(), confidence, failed, float(intracranial), intracranial_cut,
-                                time.time() - started, time.process_time() - cpu_started, notes)
+                                time.time() - started, time.process_time() - cpu_started, notes,
+                                pitch_turn_degrees=pitch_turn)
     if not centres:
         raise LocalizationError(
             "Neither hippocampus was found with confidence in this volume ({}). Check that it is an MRI of a head, or "
