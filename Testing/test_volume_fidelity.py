@@ -102,3 +102,24 @@ def test_a_head_turned_30_degrees_in_the_scanner_keeps_both_hippocampi(head, axi
     values = {spec.side: spec.value for spec in result.specs}
     for side, freesurfer in (("left", 17), ("right", 53)):
         assert dice(found == values[side], truth == freesurfer) > 0.82, (side, degrees)
+
+
+def test_the_remaining_side_of_a_pitched_head_with_a_large_resection_is_still_segmented(head):
+    """After a large resection the localizer may find only the other side; the crops are then
+    still turned for the head's pitch (about the scanner's left-right axis). Without that, this
+    head pitched 30 degrees was refused outright."""
+    from lunet_test_helpers import dice
+
+    from LUnetSegmentationLib.runtime.pipeline import label_image
+
+    image, labels = head
+    array, label_array = sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(labels)
+    grown = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.Cast(labels == 53, sitk.sitkUInt8), [10, 10, 10])).astype(bool)
+    array[grown & (label_array > 0)] = float(np.median(array[np.isin(label_array, (4, 43))]))  # CSF fills the cavity
+    resected = sitk.GetImageFromArray(array)
+    resected.CopyInformation(image)
+    result = label_image(_posed(resected, 0, 30), device="cpu", name="resected")
+    assert "right" not in result.side_volumes_mm3
+    found = sitk.GetArrayFromImage(result.labels)
+    left = {spec.side: spec.value for spec in result.specs}["left"]
+    assert dice(found == left, label_array == 17) > 0.82

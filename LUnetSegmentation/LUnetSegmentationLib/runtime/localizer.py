@@ -263,10 +263,12 @@ def localize_learned(image: sitk.Image, box_mm, thresholds: dict | None = None) 
     rotation = _crop_rotation(centres)
     pitch_turn = None
     pose = card.data.get("crop_pose", {})
-    if "pitch_degrees" in pose and not intracranial_cut and len(centres) == 2:
+    if "pitch_degrees" in pose and not intracranial_cut and centres:
         # Turn the crops about the left-right axis so the head's pitch matches the training
         # heads': the segmentation network saw their poses (within its augmentation) only.
-        # Not when the field of view cuts the intracranial space: its long axis is then the cut's.
+        # Also with one side found (a resection the localizer misses too): the remaining side
+        # is the one that matters then. Not when the field of view cuts the intracranial
+        # space: its long axis is then the cut's.
         pitch = long_axis_pitch(_grid_points(grid, labels > 0), rotation) - float(pose["pitch_degrees"])
         limit = float(pose.get("max_correction_degrees", 45.0))
         pitch_turn = float(np.clip(pitch, -limit, limit))
