@@ -1,6 +1,7 @@
 """The learned localizer's section of docs/RESULTS.md, from its JSON results:
-docs/results/localizer_synthetic.json (experiments/localizer_eval.py) and
-docs/results/icv_wholebrain.json (experiments/icv_check.py)."""
+docs/results/localizer_synthetic.json (experiments/localizer_eval.py),
+docs/results/icv_wholebrain.json (experiments/icv_check.py) and
+docs/results/pose_wholebrain.json (experiments/pose_check.py)."""
 from __future__ import annotations
 
 import json
@@ -52,6 +53,22 @@ def real_table(report: dict) -> list[str]:
     return lines + [""]
 
 
+def pose_table(report: dict) -> list[str]:
+    labels = {"shipped": "as shipped (yaw, roll and pitch)", "yaw_roll_only": "yaw and roll only (before the pitch step)"}
+    lines = [f"Head pose on the real heads: each scan's header turned by {report['degrees']} degrees about the left-right "
+             f"axis (pitch) or the vertical axis (yaw), the same voxels in another pose, through the shipped path; crops "
+             f"turned to the training heads' pitch ({report['crop_pose']} degrees) or not. Volume variation over the poses "
+             f"per scan and side. Command: `{report['command']}`", "",
+             "| crops turned for | head turned about | median CV | largest CV | sides not reported |", "|---|---|---|---|---|"]
+    for key, figures in report["summary"].items():
+        mode, turn = key.rsplit("_", 1)
+        lines.append(f"| {labels.get(mode, mode)} | {turn} | {_percent(figures['median_cv'])} | {_percent(figures['max_cv'])} | "
+                     f"{figures['sides_not_reported']} of {figures['side_poses']} |")
+    return lines + ["", "Where the field of view is tight around the brain, a turned pose makes the intracranial space touch "
+                        "its edge; the crops are then not turned for pitch (its long axis would be the cut's), so those scans "
+                        "vary as before: the largest CVs in the first row.", ""]
+
+
 def localizer_section() -> list[str]:
     synthetic, real = _load("localizer_synthetic.json"), _load("icv_wholebrain.json")
     lines = ["## The learned localizer and the intracranial volume", ""]
@@ -61,4 +78,7 @@ def localizer_section() -> list[str]:
         lines += synthetic_table(synthetic)
     if real is not None:
         lines += real_table(real)
+    pose = _load("pose_wholebrain.json")
+    if pose is not None:
+        lines += pose_table(pose)
     return lines
