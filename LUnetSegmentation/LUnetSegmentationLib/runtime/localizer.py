@@ -218,6 +218,29 @@ def _grid_points(grid: sitk.Image, mask: np.ndarray) -> np.ndarray:
     return index @ (np.reshape(grid.GetDirection(), (3, 3)) * np.asarray(grid.GetSpacing())).T + np.asarray(grid.GetOrigin())
 
 
+def _pitch_turn(pose: dict, grid: sitk.Image, labels: np.ndarray, intracranial_cut: bool, regions: dict,
+                frame: np.ndarray) -> float | None:
+    """Degrees to turn the crops about their left-right axis so the head's pitch matches the
+    training heads' (the segmentation network saw their poses, within its augmentation, only);
+    None when the card gives no pose or no side was found.
+
+    The head's pitch is read from the long axis of the intracranial space; where the field of
+    view cuts that space (its long axis would then be the cut's), from the long axes of the
+    hippocampi found, against the training heads' hippocampi. Also with one side found (a
+    resection the localizer misses too): the remaining side is the one that matters then."""
+    if not regions or "pitch_degrees" not in pose:
+        return None
+    if not intracranial_cut:
+        pitch = long_axis_pitch(_grid_points(grid, labels > 0), frame) - float(pose["pitch_degrees"])
+    elif "hippocampus_pitch_degrees" in pose:
+        measured = [long_axis_pitch(_grid_points(grid, region), frame) for region in regions.values()]
+        pitch = float(np.mean(measured)) - float(pose["hippocampus_pitch_degrees"])
+    else:
+        return None
+    limit = float(pose.get("max_correction_degrees", 45.0))
+    return float(np.clip(pitch, -limit, limit))
+
+
 def localize_learned(image: sitk.Image, box_mm, thresholds: dict | None = None) -> LearnedLocalization:
     """Boxes around each hippocampus found by the learned localizer (see the module doc).
     Raises LocalizerUnavailable when no localizer is installed, LocalizationError (an
@@ -240,7 +263,7 @@ def localize_learned(image: sitk.Image, box_mm, thresholds: dict | None = None) 
     outside = ~inside
     intracranial = (probabilities[1:] * inside).sum() * voxel_mm3 / 1000.0
     intracranial_cut = _touches(labels > 0, outside) and bool((labels > 0).any())
-    centres, confidence, failed, boxes = {}, {}, {}, {}
+    centres, confidence, failed, boxes, regions = {}, {}, {}, {}, {}
     for number, side in enumerate(SIDES, start=2):
         region = _largest_component(labels == number)
         volume = float(region.sum()) * voxel_mm3
@@ -260,18 +283,10 @@ def localize_learned(image: sitk.Image, box_mm, thresholds: dict | None = None) 
         where = np.argwhere(region)  # (z, y, x)
         centre_index = (where * weights[region][:, None]).sum(axis=0) / weights[region].sum()
         centres[side] = list(grid.TransformContinuousIndexToPhysicalPoint([float(v) for v in centre_index[::-1]]))
+        regions[side] = region
     rotation = _crop_rotation(centres)
-    pitch_turn = None
-    pose = card.data.get("crop_pose", {})
-    if "pitch_degrees" in pose and not intracranial_cut and centres:
-        # Turn the crops about the left-right axis so the head's pitch matches the training
-        # heads': the segmentation network saw their poses (within its augmentation) only.
-        # Also with one side found (a resection the localizer misses too): the remaining side
-        # is the one that matters then. Not when the field of view cuts the intracranial
-        # space: its long axis is then the cut's.
-        pitch = long_axis_pitch(_grid_points(grid, labels > 0), rotation) - float(pose["pitch_degrees"])
-        limit = float(pose.get("max_correction_degrees", 45.0))
-        pitch_turn = float(np.clip(pitch, -limit, limit))
+    pitch_turn = _pitch_turn(card.data.get("crop_pose", {}), grid, labels, intracranial_cut, regions, rotation)
+    if pitch_turn is not None:
         rotation = _pitched(rotation, pitch_turn)
     for side, centre in centres.items():
         boxes[side] = box_around(image, np.asarray(centre), box_mm, rotation)
