@@ -173,3 +173,23 @@ def test_the_card_records_the_training_heads_pose_that_crops_are_turned_to():
     low, high = pose["training_heads_degrees"]["min"], pose["training_heads_degrees"]["max"]
     assert low <= pose["pitch_degrees"] <= high and len(pose["training_heads_degrees"]["per_map"]) == 16
     assert 0 < pose["max_correction_degrees"] <= 60
+
+
+@needs_localizer
+def test_a_field_of_view_cutting_the_brain_still_turns_the_crops_for_pitch_from_the_hippocampi(wholebrain_dir):
+    """The intracranial space's long axis is the cut's when the field of view cuts the brain; the
+    hippocampi's own long axes then give the head's pitch, against the training hippocampi's."""
+    image = sitk.ReadImage(str(wholebrain_dir / "fs_norm" / "norm.nii.gz"))
+    whole = L.localize_learned(image, BOX_MM)
+    direction = np.reshape(image.GetDirection(), (3, 3))
+    axis = int(np.argmax(np.abs(direction[2, :])))  # the index axis along superior
+    size, start = list(image.GetSize()), [0, 0, 0]
+    keep = int(size[axis] * 0.6)  # cut away the top of the head, keep the temporal lobes
+    if direction[2, axis] > 0:
+        size[axis] = keep
+    else:
+        start[axis], size[axis] = size[axis] - keep, keep
+    cut = L.localize_learned(sitk.RegionOfInterest(image, size, start), BOX_MM)
+    assert cut.intracranial_cut and not whole.intracranial_cut
+    assert cut.pitch_turn_degrees is not None and abs(cut.pitch_turn_degrees - whole.pitch_turn_degrees) < 8, (
+        cut.pitch_turn_degrees, whole.pitch_turn_degrees)

@@ -64,9 +64,9 @@ def pose_table(report: dict) -> list[str]:
         mode, turn = key.rsplit("_", 1)
         lines.append(f"| {labels.get(mode, mode)} | {turn} | {_percent(figures['median_cv'])} | {_percent(figures['max_cv'])} | "
                      f"{figures['sides_not_reported']} of {figures['side_poses']} |")
-    return lines + ["", "Where the field of view is tight around the brain, a turned pose makes the intracranial space touch "
-                        "its edge; the crops are then not turned for pitch (its long axis would be the cut's), so those scans "
-                        "vary as before: the largest CVs in the first row.", ""]
+    return lines + ["", "Where the field of view is tight around the brain (a turned pose makes the intracranial space touch "
+                        "its edge), the pitch is read from the hippocampi's own long axes instead of the intracranial "
+                        "space's, whose long axis would be the cut's.", ""]
 
 
 def localizer_section() -> list[str]:

@@ -23,7 +23,8 @@ Each side's crop box is centred on its hippocampus; its axes turn with the line 
 hippocampi (head yaw and roll), as the registration's rotation did, and about that line by the
 head's pitch: the long axis of the intracranial space is brought to the angle it has in the
 heads the segmentation network was trained on (the card's "crop_pose", measured by
-scripts/measure_crop_pose.py). Skipped when the field of view cuts the intracranial space.
+scripts/measure_crop_pose.py); where the field of view cuts the intracranial space, the
+hippocampi's own long axes are brought to the training hippocampi's angle instead.
 """
 from __future__ import annotations
 
