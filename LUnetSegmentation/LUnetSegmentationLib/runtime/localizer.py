@@ -195,10 +195,11 @@ def _crop_rotation(centres: dict) -> np.ndarray:
 
 
 def long_axis_pitch(points_lps: np.ndarray, frame: np.ndarray) -> float:
-    """Angle in degrees of the long axis of a cloud of points (the intracranial space) in the
-    sagittal plane of `frame` (3x3, columns x left, y posterior, z superior in LPS), from y
-    towards z. Any head shape has a clear long axis there (front to back: variance 1.6-2.3x
-    that across), so the angle follows the head's pitch."""
+    """Angle in degrees of the long axis of a cloud of points (the intracranial space, or one
+    hippocampus) in the sagittal plane of `frame` (3x3, columns x left, y posterior, z superior
+    in LPS), from y towards z. Both have a clear long axis there (the intracranial space front
+    to back: variance 1.6-2.3x that across; a hippocampus more so), so the angle follows the
+    head's pitch."""
     sagittal = (np.asarray(points_lps, dtype=float) @ np.asarray(frame)[:, 1:3])
     _, vectors = np.linalg.eigh(np.cov(sagittal.T))
     major = vectors[:, 1] if vectors[0, 1] >= 0 else -vectors[:, 1]
