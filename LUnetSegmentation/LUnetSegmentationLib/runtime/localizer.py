@@ -115,6 +115,12 @@ def localizer_grid(image: sitk.Image) -> sitk.Image:
     return grid
 
 
+def _grid_points(grid: sitk.Image, mask: np.ndarray) -> np.ndarray:
+    """Physical LPS points of the grid voxels where `mask` (z, y, x) is true."""
+    index = np.argwhere(mask)[:, ::-1].astype(float)
+    return index @ (np.reshape(grid.GetDirection(), (3, 3)) * np.asarray(grid.GetSpacing())).T + np.asarray(grid.GetOrigin())
+
+
 def resample_to_grid(image: sitk.Image, grid: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
     """(voxels on the grid as float32, bool mask of grid voxels inside the scan)."""
     spacing = np.asarray(image.GetSpacing())
@@ -124,10 +130,7 @@ def resample_to_grid(image: sitk.Image, grid: sitk.Image) -> tuple[np.ndarray, n
         source = sitk.BinShrink(source, [int(f) for f in factors])
     array = sitk.GetArrayFromImage(sitk.Resample(source, grid, sitk.Transform(), sitk.sitkLinear, 0.0))
     # Inside: grid voxel centres that fall within the original scan's voxels.
-    z, y, x = np.meshgrid(*[np.arange(n, dtype=np.float64) for n in grid.GetSize()[::-1]], indexing="ij")
-    index = np.stack([x, y, z], -1).reshape(-1, 3)
-    to_physical = np.reshape(grid.GetDirection(), (3, 3)) * GRID_SPACING_MM
-    points = index @ to_physical.T + np.asarray(grid.GetOrigin())
+    points = _grid_points(grid, np.ones(array.shape, dtype=bool))  # every voxel, in array order
     to_index = np.reshape(image.GetDirection(), (3, 3)) * np.asarray(image.GetSpacing())
     continuous = np.linalg.solve(to_index, (points - np.asarray(image.GetOrigin())).T).T
     size = np.asarray(image.GetSize())
@@ -212,12 +215,6 @@ def _pitched(frame: np.ndarray, degrees: float) -> np.ndarray:
     angle = np.radians(degrees)
     x, y, z = frame.T
     return np.stack([x, np.cos(angle) * y + np.sin(angle) * z, -np.sin(angle) * y + np.cos(angle) * z], axis=1)
-
-
-def _grid_points(grid: sitk.Image, mask: np.ndarray) -> np.ndarray:
-    """Physical LPS points of the grid voxels where `mask` (z, y, x) is true."""
-    index = np.argwhere(mask)[:, ::-1].astype(float)
-    return index @ (np.reshape(grid.GetDirection(), (3, 3)) * np.asarray(grid.GetSpacing())).T + np.asarray(grid.GetOrigin())
 
 
 def _pitch_turn(pose: dict, grid: sitk.Image, labels: np.ndarray, intracranial_cut: bool, regions: dict,
