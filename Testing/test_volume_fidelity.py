@@ -3,9 +3,15 @@ hippocampus tissue is never reported as a normal-looking volume, the other side 
 and the same head on another grid gives the same volumes."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from pose_check import posed  # noqa: E402  (the head in another pose: the header turned, no resampling)
 
 pytestmark = pytest.mark.slow
 
@@ -72,20 +78,6 @@ def test_the_same_head_on_a_turned_and_shifted_grid_gives_the_same_volumes(head,
         assert cv <= 0.015, (side, values, cv)
 
 
-def _posed(image, axis: int, degrees: float):
-    """The same voxels with the header turned about the scan's centre: the head in another pose
-    in the scanner, without any interpolation."""
-    angle = np.radians(degrees)
-    c, s = np.cos(angle), np.sin(angle)
-    turn = {0: [[1, 0, 0], [0, c, -s], [0, s, c]], 2: [[c, -s, 0], [s, c, 0], [0, 0, 1]]}[axis]
-    direction = np.asarray(turn) @ np.reshape(image.GetDirection(), (3, 3))
-    centre = np.asarray(image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()]))
-    posed = sitk.Image(image)
-    posed.SetDirection(direction.flatten().tolist())
-    posed.SetOrigin((centre + np.asarray(turn) @ (np.asarray(image.GetOrigin()) - centre)).tolist())
-    return posed
-
-
 @pytest.mark.parametrize("axis, degrees", [(0, -30), (0, 30), (2, 30)], ids=["pitch-30", "pitch+30", "yaw+30"])
 def test_a_head_turned_30_degrees_in_the_scanner_keeps_both_hippocampi(head, axis, degrees):
     """Head pose: the crops are turned to the training heads' pose (yaw and roll from the two
@@ -96,7 +88,7 @@ def test_a_head_turned_30_degrees_in_the_scanner_keeps_both_hippocampi(head, axi
     from LUnetSegmentationLib.runtime.pipeline import label_image
 
     image, labels = head
-    result = label_image(_posed(image, axis, degrees), device="cpu", name="posed")
+    result = label_image(posed(image, axis, degrees), device="cpu", name="posed")
     found = sitk.GetArrayFromImage(result.labels)
     truth = sitk.GetArrayFromImage(labels)  # same voxels: the header turn moved both together
     values = {spec.side: spec.value for spec in result.specs}
@@ -118,7 +110,7 @@ def test_the_remaining_side_of_a_pitched_head_with_a_large_resection_is_still_se
     array[grown & (label_array > 0)] = float(np.median(array[np.isin(label_array, (4, 43))]))  # CSF fills the cavity
     resected = sitk.GetImageFromArray(array)
     resected.CopyInformation(image)
-    result = label_image(_posed(resected, 0, 30), device="cpu", name="resected")
+    result = label_image(posed(resected, 0, 30), device="cpu", name="resected")
     assert "right" not in result.side_volumes_mm3
     found = sitk.GetArrayFromImage(result.labels)
     left = {spec.side: spec.value for spec in result.specs}["left"]
