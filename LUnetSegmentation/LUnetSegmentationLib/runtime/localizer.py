@@ -164,7 +164,8 @@ def _backend():
     return _backend_cache[key]
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected component of a boolean (z, y, x) mask."""
     if not mask.any():
         return mask
     components = sitk.RelabelComponent(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True),
@@ -264,7 +265,7 @@ def localize_learned(image: sitk.Image, box_mm, thresholds: dict | None = None) 
     intracranial_cut = _touches(labels > 0, outside) and bool((labels > 0).any())
     centres, confidence, failed, boxes, regions = {}, {}, {}, {}, {}
     for number, side in enumerate(SIDES, start=2):
-        region = _largest_component(labels == number)
+        region = largest_component(labels == number)
         volume = float(region.sum()) * voxel_mm3
         probability = float(probabilities[number][region].mean()) if region.any() else 0.0
         touches = _touches(region, outside) if region.any() else False

@@ -29,7 +29,7 @@ import SimpleITK as sitk
 
 from .engine import segment_confidence
 from .localize import BOX_MM, Localization, LocalizationError, localize, looks_like_crop
-from .localizer import LearnedLocalization, LocalizerUnavailable, localize_learned
+from .localizer import LearnedLocalization, LocalizerUnavailable, largest_component, localize_learned
 from .pipeline import SegmentSpec, measure_volumes, specs_from_card
 from .resample import resample_argmax
 
@@ -101,10 +101,7 @@ def place_side(out: np.ndarray, side: str, labels: np.ndarray, box, output_value
 def keep_largest_component(labels: np.ndarray) -> np.ndarray:
     """Zero every foreground voxel outside the largest 26-connected component of the
     foreground. One box holds one hippocampus; stray islands are false positives."""
-    foreground = sitk.GetImageFromArray((labels > 0).astype(np.uint8))
-    components = sitk.RelabelComponent(sitk.ConnectedComponent(foreground, True), sortByObjectSize=True)
-    keep = sitk.GetArrayViewFromImage(components) == 1
-    return np.where(keep, labels, 0).astype(labels.dtype)
+    return np.where(largest_component(labels > 0), labels, 0).astype(labels.dtype)
 
 
 def _aligned_crop(image: sitk.Image, centre_lps, rotation, box_mm, segmenter) -> tuple[sitk.Image, sitk.Image]:
