@@ -73,7 +73,7 @@ def summarise(per_pose: list[dict]) -> dict:
     out = {}
     for side in ("left", "right"):
         found = [v[side] for v in per_pose if side in v]
-        out[side] = {"volumes_mm3": [round(v.get(side, 0.0)) if side in v else None for v in per_pose],
+        out[side] = {"volumes_mm3": [round(v[side]) if side in v else None for v in per_pose],
                      "not_reported": sum(side not in v for v in per_pose),
                      "cv": round(float(np.std(found) / np.mean(found)), 4) if len(found) > 1 else None}
     return out
