@@ -43,6 +43,18 @@ def test_paths_become_relative_to_the_repository_root():
     assert results_page.repository_relative(untouched, top) == untouched
 
 
+def test_a_checkout_outside_the_usual_roots_is_made_relative_too():
+    # CI clones into /check/work/main, under none of tmp, work, home...: its paths and the shared
+    # data beside it must still come out relative, and other folders of that disk as /path/to/.
+    top = {"LUnetSegmentation", "benchmarks", ".venv"}
+    command = ("PYTHONPATH=/check/work/main/LUnetSegmentation /check/work/main/.venv/bin/python "
+               "benchmarks/wholehead.py --data /check/work/shared/data/wholebrain --cache /check/work/x/c.npz "
+               "--scan /data/ds/sub-01.nii.gz")
+    assert results_page.repository_relative(command, top, checkout=Path("/check/work/main")) == (
+        "PYTHONPATH=LUnetSegmentation .venv/bin/python benchmarks/wholehead.py "
+        "--data ../shared/data/wholebrain --cache /path/to/work/x/c.npz --scan /data/ds/sub-01.nii.gz")
+
+
 def test_model_cards_name_no_machine_path():
     """The shipped cards (they travel with the extension) record commands and files relative to
     the repository, never a folder of the machine that trained or measured them."""

@@ -57,7 +57,20 @@ ADOPTION_NOTE = (
 # Absolute paths of the machine that ran a command (the results JSON files record the command
 # as it was typed there): temporary, home and work folders. Other absolute paths (/dev/null,
 # /data/ds in an example) are left alone.
-MACHINE_PATH = re.compile(r"(?<![\w.:/~-])/(?:tmp|var/tmp|work|home|root|scratch|Users|mnt)/[^\s'\"`()<>|;,]*")
+MACHINE_ROOTS = ("tmp", "var/tmp", "work", "home", "root", "scratch", "Users", "mnt")
+
+
+def _machine_path_pattern(checkout: Path) -> re.Pattern:
+    """Paths under the usual machine roots, and under the folder that holds this checkout wherever
+    it is (CI clones into folders such as /check/work/main, under none of the usual roots)."""
+    roots = [re.escape(root) for root in MACHINE_ROOTS]
+    holder = checkout.parent.as_posix().strip("/")
+    if holder:  # a checkout at the top of the disk (/main) has no folder of its own to hide
+        roots.insert(0, re.escape(holder))
+    return re.compile(r"(?<![\w.:/~-])/(?:" + "|".join(roots) + r")/[^\s'\"`()<>|;,]*")
+
+
+MACHINE_PATH = _machine_path_pattern(REPO)
 # Folders at the top of a checkout that are not tracked but appear in commands.
 UNTRACKED_TOP = {".venv", ".venv-web", ".gpu", "runs", "build"}
 
@@ -72,7 +85,7 @@ def _top_level_names() -> set[str]:
     return (names | UNTRACKED_TOP) - {""}
 
 
-def repository_relative(text: str, top_level: set[str] | None = None) -> str:
+def repository_relative(text: str, top_level: set[str] | None = None, checkout: Path = REPO) -> str:
     """Machine paths in `text` made portable: a path inside a checkout of this repository becomes
     relative to its root (/work/main/.venv/bin/python -> .venv/bin/python), the shared data folder
     beside it becomes ../shared/..., and any other folder of the machine becomes /path/to/... so
@@ -90,7 +103,8 @@ def repository_relative(text: str, top_level: set[str] | None = None) -> str:
         skip = 2 if parts[0] in ("home", "Users") or parts[:2] == ("var", "tmp") else 1
         return "/path/to/" + "/".join(parts[skip:]) if len(parts) > skip else "/path/to"
 
-    return MACHINE_PATH.sub(portable, text)
+    pattern = MACHINE_PATH if checkout == REPO else _machine_path_pattern(checkout)
+    return pattern.sub(portable, text)
 
 
 # ----------------------------------------------------------------------------- plot
