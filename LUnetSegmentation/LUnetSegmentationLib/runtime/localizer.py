@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
+from .contrast import deep_brightness_rank
 from .resources import RESOURCES_DIR
 
 LOCALIZER_DIR = RESOURCES_DIR / "Localizer"
@@ -79,6 +80,7 @@ class LearnedLocalization:
     notes: list = field(default_factory=list)
     method: str = "learned localizer"
     pitch_turn_degrees: float | None = None  # how far the crops were turned for the head's pitch (None: not turned)
+    deep_brightness_rank: float | None = None  # contrast.deep_brightness_rank: high in a T1, low in FLAIR/T2
 
     def summary(self) -> dict:
         return {
@@ -93,6 +95,7 @@ class LearnedLocalization:
             "seconds": round(self.seconds, 3),
             "cpu_seconds": round(self.cpu_seconds, 3),
             "pitch_turn_degrees": None if self.pitch_turn_degrees is None else round(self.pitch_turn_degrees, 1),
+            "deep_brightness_rank": None if self.deep_brightness_rank is None else round(self.deep_brightness_rank, 3),
         }
 
 
@@ -294,9 +297,10 @@ def localize_learned(image: sitk.Image, box_mm, thresholds: dict | None = None) 
     if intracranial_cut:
         notes.append("The intracranial space reaches the edge of the field of view, so the intracranial volume "
                      f"({intracranial:.0f} mL) covers only the part inside it.")
+    brightness = deep_brightness_rank(array, largest_component((labels > 0) & inside), GRID_SPACING_MM)
     found = LearnedLocalization(boxes, centres, rotation.tolist(), confidence, failed, float(intracranial), intracranial_cut,
                                 time.time() - started, time.process_time() - cpu_started, notes,
-                                pitch_turn_degrees=pitch_turn)
+                                pitch_turn_degrees=pitch_turn, deep_brightness_rank=brightness)
     if not centres:
         raise LocalizationError(
             "Neither hippocampus was found with confidence in this volume ({}). Check that it is an MRI of a head, or "

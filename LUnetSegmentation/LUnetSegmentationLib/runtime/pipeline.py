@@ -146,12 +146,22 @@ def resolution_warnings(image: sitk.Image, card) -> list[str]:
     ]
 
 
+def fluid_centre(figures: dict, limits: dict) -> bool:
+    """A side whose crop centre ranks outside the card's "centre_intensity_rank_band" (darkest or
+    brightest of its surroundings, as a resection cavity is): set only for a model that never saw
+    cavities and outlines one as a full-size hippocampus (hippocampus-lunet: 3,457-5,553 mm3 on
+    resected synthetic T1 heads, evaluate-wholehead)."""
+    band, rank = limits.get("centre_intensity_rank_band"), figures.get("centre_intensity_rank")
+    return band is not None and rank is not None and not band[0] <= float(rank) <= band[1]
+
+
 def presence_failures(confidence: dict, card) -> dict[str, str]:
     """Where ("crop", "roi", "left", "right") the network is not sure of a hippocampus, and what
     it found there. Thresholds: the card's "quality"/"presence", for crops and regions ("crop")
     and for each side of a localized head ("whole_head"): min_volume_mm3 (on the 1 mm model
-    grid), min_mean_probability and optionally max_mean_entropy inside the segment; chosen from
-    experiments/presence_check.py and evaluate-wholehead figures."""
+    grid), min_mean_probability and optionally max_mean_entropy inside the segment, and
+    centre_intensity_rank_band (fluid_centre); chosen from experiments/presence_check.py and
+    evaluate-wholehead figures."""
     presence = card.data.get("quality", {}).get("presence")
     failures = {}
     if not presence:
@@ -160,6 +170,10 @@ def presence_failures(confidence: dict, card) -> dict[str, str]:
         limits = presence.get("whole_head" if where in ("left", "right") else "crop", presence)
         volume, probability = float(figures.get("voxels", 0)), float(figures.get("mean_probability", 0.0))
         entropy = float(figures.get("mean_entropy", 1.0))
+        if fluid_centre(figures, limits):
+            failures[where] = (f"the network found {volume:.0f} mm3, but at the intensity of fluid, which this model (not "
+                               "trained on resections or severe atrophy) does not tell from hippocampus")
+            continue
         if (volume >= limits["min_volume_mm3"] and probability >= limits["min_mean_probability"]
                 and entropy <= limits.get("max_mean_entropy", 1.0)):
             continue

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
+from .contrast import check_model_contrast
 from .engine import segment_confidence
 from .localize import BOX_MM, Localization, LocalizationError, localize, looks_like_crop
 from .localizer import LearnedLocalization, LocalizerUnavailable, largest_component, localize_learned
@@ -206,6 +207,7 @@ def segment_head(
         progress(0.0)
     cpu_started = time.process_time()
     found = find_hippocampi(image, box_mm)
+    check_model_contrast(getattr(found, "deep_brightness_rank", None), card)  # a T1-only model refuses a FLAIR
     failed = dict(getattr(found, "failed", {}))
     sides = [side for side in SIDES if side in found.boxes]
     # Wall and CPU seconds: on a busy machine wall time measures the neighbours too.
