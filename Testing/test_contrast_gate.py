@@ -31,8 +31,20 @@ def test_a_bright_deep_brain_ranks_high_and_a_dark_one_low():
     assert deep_brightness_rank(array * 3.0 + 7.0, inside, 4.0) == 1.0  # ranks ignore gain and offset
 
 
-def test_a_space_too_small_for_a_deep_part_gives_no_rank():
+def test_a_space_too_small_for_a_deep_part_or_none_at_all_gives_no_rank():
     assert deep_brightness_rank(*_ball(100.0, 50.0, radius_mm=16.0), 4.0) is None
+    array, inside = _ball(100.0, 50.0)
+    assert deep_brightness_rank(array, np.zeros_like(inside), 4.0) is None
+
+
+def test_a_space_cut_by_the_field_of_view_is_measured_from_the_cut_face_too():
+    # The whole 160 mm grid is intracranial (a tight field of view): its edge is the surface,
+    # so the bright middle is deep and the rim outer.
+    z, y, x = np.indices((40, 40, 40))
+    rim = np.minimum.reduce([z, y, x, 39 - z, 39 - y, 39 - x]) * 4.0
+    array = np.where(rim >= 20.0, 100.0, 50.0).astype(np.float32)
+    with np.errstate(all="raise"):  # no distance of the float maximum times the spacing
+        assert deep_brightness_rank(array, np.ones(array.shape, bool), 4.0) == 1.0
 
 
 def test_the_t1_only_model_refuses_a_low_rank_and_says_which_model_to_use():

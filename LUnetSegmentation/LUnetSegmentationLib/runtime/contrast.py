@@ -32,10 +32,15 @@ OUTER_MM = (4.0, 12.0)  # this band below the intracranial surface: cortex and s
 def deep_brightness_rank(array: np.ndarray, intracranial: np.ndarray, spacing_mm: float) -> float | None:
     """The rank (0..1) of the deep intracranial median intensity among the outer shell's voxels,
     on an isotropic grid of `spacing_mm`. None when the space is too small to have both parts."""
-    mask = sitk.GetImageFromArray(intracranial.astype(np.uint8))
+    if not intracranial.any():
+        return None
+    # One empty voxel around the grid: where the field of view cuts the space, the cut face is a
+    # surface too (without it ITK measures no distance to the grid's edge, and a space filling
+    # the grid has no surface at all: the float maximum everywhere).
+    mask = sitk.GetImageFromArray(np.pad(intracranial, 1).astype(np.uint8))
     # Negative inside with insideIsPositive=False: the depth is minus the signed distance.
-    depth = -sitk.GetArrayViewFromImage(
-        sitk.SignedMaurerDistanceMap(mask, insideIsPositive=False, squaredDistance=False, useImageSpacing=False)) * spacing_mm
+    distance = sitk.SignedMaurerDistanceMap(mask, insideIsPositive=False, squaredDistance=False, useImageSpacing=False)
+    depth = -sitk.GetArrayViewFromImage(distance)[1:-1, 1:-1, 1:-1].astype(np.float64) * spacing_mm
     deep = intracranial & (depth >= DEEP_MM)
     outer = intracranial & (depth >= OUTER_MM[0]) & (depth <= OUTER_MM[1])
     if not deep.any() or not outer.any():
@@ -53,7 +58,7 @@ def check_model_contrast(rank: float | None, card) -> None:
     trained = ", ".join(card.data.get("contrasts", [])) or "T1"
     raise InputError(
         f"This scan does not look {trained}-weighted: its deep white matter is not brighter than its cortex "
-        f"(the deep brain's median is brighter than {rank:.0%} of the outer brain; a T1 gives at least {limit:.0%}), "
+        f"(the deep brain's median is brighter than {rank:.1%} of the outer brain; a T1 gives at least {limit:.1%}), "
         f"as in a FLAIR, T2 or PD scan. The model {card.model_id} was trained on {trained} scans only and on another "
         "contrast it outlines other structures as hippocampus. Segment this scan with hippocampus-whole-lunet (the "
         "default model, made for any contrast), or give this model a T1-weighted scan of the same head.")
