@@ -235,5 +235,27 @@ def presence_table() -> list[str]:
             "--out docs/results/presence_MODEL.json`. The card's thresholds sit between the two groups.", "", *lines]
 
 
+def contrast_gate_table() -> list[str]:
+    """hippocampus-lunet's refusal of scans that do not look T1-weighted (runtime/contrast.py)."""
+    result = _load("contrast_gate.json")
+    if not result:
+        return []
+    lines = ["### The T1-only model's contrast gate", "",
+             "`hippocampus-lunet` was trained on T1 only; on a FLAIR it outlined another structure (977 mm3 at Dice 0.003), "
+             "so it refuses a head whose deep brain is not brighter than its outer brain: the rank of the deep median among "
+             f"the outer shell's voxels, learned localizer's intracranial space, refused below {result['limit']}. The "
+             "default model takes every contrast and is not gated. Command: "
+             f"`{result['command']}`", "",
+             "| scans | cases | rank, lowest | rank, highest | refused |", "|---|---|---|---|---|"]
+    lines += [f"| {group} | {figures['cases']} | {figures['min']:.3f} | {figures['max']:.3f} | {figures['refused_at_limit']} |"
+              for group, figures in result["groups"].items()]
+    refused_t1 = [row["case"] for row in result["rows"]
+                  if row["group"] in ("real T1", "synthetic t1") and row["rank"] is not None and row["rank"] < result["limit"]]
+    return lines + ["", "Real T1: the shared whole heads as they lie and turned 30 degrees (pitch, yaw). Synthetic: maps "
+                        "17-20, healthy, atrophied and resected. T1 heads refused: "
+                        f"{', '.join(refused_t1) if refused_t1 else 'none'}.", ""]
+
+
 def wholehead_section() -> list[str]:
-    return ["## Whole-head scans", "", *speed_table(), *accuracy_table(), *agreement_table(), *passes_table(), *localization_table(), *presence_table()]
+    return ["## Whole-head scans", "", *speed_table(), *accuracy_table(), *contrast_gate_table(), *agreement_table(),
+            *passes_table(), *localization_table(), *presence_table()]
