@@ -146,13 +146,18 @@ def resolution_warnings(image: sitk.Image, card) -> list[str]:
     ]
 
 
+def _outside_band(rank, band) -> bool:
+    """A crop centre's intensity rank (wholebrain.centre_intensity_rank) outside (low, high):
+    the darkest or brightest of its surroundings, as fluid is. No rank or no band: False."""
+    return band is not None and rank is not None and not band[0] <= float(rank) <= band[1]
+
+
 def fluid_centre(figures: dict, limits: dict) -> bool:
     """A side whose crop centre ranks outside the card's "centre_intensity_rank_band" (darkest or
     brightest of its surroundings, as a resection cavity is): set only for a model that never saw
     cavities and outlines one as a full-size hippocampus (hippocampus-lunet: 3,457-5,553 mm3 on
     resected synthetic T1 heads, evaluate-wholehead)."""
-    band, rank = limits.get("centre_intensity_rank_band"), figures.get("centre_intensity_rank")
-    return band is not None and rank is not None and not band[0] <= float(rank) <= band[1]
+    return _outside_band(figures.get("centre_intensity_rank"), limits.get("centre_intensity_rank_band"))
 
 
 def presence_failures(confidence: dict, card) -> dict[str, str]:
@@ -203,7 +208,7 @@ FLUID_RANK_BAND = (0.12, 0.88)
 
 def _fluid_hint(out: "LabelResult", side: str) -> str:
     rank = out.details.get("confidence", {}).get(side, {}).get("centre_intensity_rank")
-    if rank is None or FLUID_RANK_BAND[0] <= rank <= FLUID_RANK_BAND[1]:
+    if not _outside_band(rank, FLUID_RANK_BAND):
         return ""
     return (f"; the region looks like fluid, {'darker' if rank < FLUID_RANK_BAND[0] else 'brighter'} than "
             f"{(1 - rank) if rank < FLUID_RANK_BAND[0] else rank:.0%} of its surroundings: a resection or severe atrophy?")
