@@ -83,14 +83,15 @@ def throughput_section() -> list[str]:
             lines += cluster_table(report)
     if stages is not None:
         lines += stages_line(stages)
-    batched = [report for report in (_load("cohort_batched_cpu.json"), _load("cohort_batched_cuda.json")) if report]
+    batched_cuda, applied_cuda = _load("cohort_batched_cuda.json"), _load("module_apply_cuda.json")
+    batched = [report for report in (_load("cohort_batched_cpu.json"), batched_cuda) if report]
     if batched:
         lines += batched_rows(batched)
     applied = [report for report in (_load("module_apply_cpu.json"), _load("module_apply_cpu_gpu_machine.json"),
-                                     _load("module_apply_cuda.json")) if report]
+                                     applied_cuda) if report]
     if applied:
         lines += apply_rows(applied)
-    if _load("cohort_batched_cuda.json") is None or _load("module_apply_cuda.json") is None:
+    if batched_cuda is None or applied_cuda is None:
         lines += [f"GPU: not measured yet (no GPU has been lent for it). Command: {GPU_COMMAND}; it also measures the "
                   "CPU cluster and the CPU Apply on the same machine, as the baseline.", ""]
     return lines
