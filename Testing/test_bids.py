@@ -429,7 +429,8 @@ def test_any_contrast_end_to_end(tmp_path, hippocampus_dir):
 # ----------------------------------------------------------------------------- a worker dies, a run dies
 
 
-SCANS = 3  # whole heads, ~10-30 s each here: enough for one to be mid-scan when the kill comes
+SCANS = 8  # whole heads, ~1.5-3 s each here since the learned localizer: with 3, both workers could
+# finish the other two in the 0.2 s between the first sidecar and the kill (seen once under load)
 
 
 def _cohort(root: Path, wholebrain: Path, subjects: int) -> Path:
